@@ -1,0 +1,98 @@
+"""Provider metadata read by every Airflow process: keep this module free of imports.
+
+The connection forms are declared here once. Airflow 3.2+ reads ``conn-fields`` and
+``ui-field-behaviour`` from this dict; the hooks' legacy classmethods (for Airflow 2.11) are generated
+from the same dict, so the two can never disagree.
+"""
+
+
+def _text(label, description=None, default=None, enum=None, password=False):
+    schema: dict = {"type": ["string", "null"]}
+    if password:
+        schema["format"] = "password"
+    if enum is not None:
+        schema["enum"] = enum
+    if default is not None:
+        schema["default"] = default
+    field: dict = {"label": label, "schema": schema}
+    if description:
+        field["description"] = description
+    return field
+
+
+CLICK2MAIL_FIELDS = {
+    "environment": _text(
+        "Environment",
+        "staging (test card accepted) or production; the host field, if set, overrides its URL",
+        default="staging",
+        enum=["staging", "production"],
+    ),
+    "billing_name": _text("Billing name", "Name as it appears on the card"),
+    "billing_address1": _text("Billing address line 1"),
+    "billing_city": _text("Billing city"),
+    "billing_state": _text("Billing state", "Two-letter state code, e.g. MO"),
+    "billing_zip": _text("Billing ZIP code", "12345 or 12345-6789"),
+    "card_number": _text("Card number", "Used only for credit purchases", password=True),
+    "card_exp_month": _text("Card expiry month", "01 to 12"),
+    "card_exp_year": _text("Card expiry year", "2 or 4 digits"),
+    "card_cvv": _text("Card CVV", "3 digits (4 for American Express)", password=True),
+    "card_type": _text("Card type", "VI, MC, DI or AE", default="VI", enum=["VI", "MC", "DI", "AE"]),
+}
+
+PITNEY_BOWES_FIELDS = {
+    "environment": _text(
+        "Environment",
+        "sandbox or production; the host field, if set, overrides its URL",
+        default="sandbox",
+        enum=["sandbox", "production"],
+    ),
+    "developer_id": _text("Developer ID", "Your Pitney Bowes developer ID (Developer Hub profile)"),
+    "postal_reporting_number": _text(
+        "Postal reporting number", "The merchant's Shipper ID, from Get Merchant Accounts"
+    ),
+}
+
+CLICK2MAIL_UI = {
+    "hidden-fields": ["schema", "port", "extra"],
+    "relabeling": {"login": "Username", "password": "Password", "host": "Base URL (optional)"},
+    "placeholders": {"host": "https://stage-rest.click2mail.com/molpro"},
+}
+
+PITNEY_BOWES_UI = {
+    "hidden-fields": ["schema", "port", "extra"],
+    "relabeling": {"login": "API key", "password": "API secret", "host": "Base URL (optional)"},
+    "placeholders": {"host": "https://shipping-api-sandbox.pitneybowes.com"},
+}
+
+_MODULES = {
+    "hooks": ["airflow_provider_postage.hooks.postage"],
+}
+
+
+def get_provider_info():
+    integration = "Postage (Click2Mail, Pitney Bowes)"
+    info = {
+        "package-name": "airflow-provider-postage",
+        "name": "Postage",
+        "description": "Keeps Click2Mail credit and Pitney Bowes postage accounts funded.",
+        "integrations": [{"integration-name": integration, "tags": ["service"]}],
+        "connection-types": [
+            {
+                "connection-type": "click2mail",
+                "hook-class-name": "airflow_provider_postage.hooks.postage.Click2MailHook",
+                "hook-name": "Click2Mail",
+                "conn-fields": CLICK2MAIL_FIELDS,
+                "ui-field-behaviour": CLICK2MAIL_UI,
+            },
+            {
+                "connection-type": "pitney_bowes",
+                "hook-class-name": "airflow_provider_postage.hooks.postage.PitneyBowesHook",
+                "hook-name": "Pitney Bowes",
+                "conn-fields": PITNEY_BOWES_FIELDS,
+                "ui-field-behaviour": PITNEY_BOWES_UI,
+            },
+        ],
+    }
+    for kind, modules in _MODULES.items():
+        info[kind] = [{"integration-name": integration, "python-modules": modules}]
+    return info

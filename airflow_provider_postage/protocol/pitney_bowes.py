@@ -1,0 +1,306 @@
+"""Pitney Bowes Shipping API (token, account balances, refill) as plain functions: settings from a
+connection, requests out, typed results or typed errors back. No I/O here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from airflow_provider_postage.protocol.errors import (
+    PostageAPIError,
+    PostageAuthError,
+    PostageConfigError,
+    PostageResponseError,
+    PostageValidationError,
+)
+from airflow_provider_postage.protocol.http import HttpRequest, HttpResponse, basic_auth, normalize_base_url
+from airflow_provider_postage.protocol.money import parse_amount
+from airflow_provider_postage.protocol.records import (
+    LINE_OF_CREDIT,
+    PITNEY_BOWES,
+    POSTAGE,
+    Balance,
+    PurchaseResult,
+)
+
+PROVIDER = PITNEY_BOWES
+HOSTS = {
+    "sandbox": "https://shipping-api-sandbox.pitneybowes.com",
+    "production": "https://shipping-api.pitneybowes.com",
+}
+DEFAULT_ENVIRONMENT = "sandbox"
+#: Used when a token reply has no readable ``expiresIn``: short enough to be safe, and a 401 still
+#: makes the hook fetch a new token early.
+FALLBACK_TOKEN_LIFETIME = 300
+TRANSACTION_ID_MAX = 25
+_TRANSACTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,25}$")
+_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ACCOUNT_TYPES = {"postage account": POSTAGE, "pb line of credit": LINE_OF_CREDIT}
+
+
+@dataclass(frozen=True)
+class PitneyBowesSettings:
+    api_key: str
+    api_secret: str = field(repr=False)
+    environment: str
+    host: str
+    developer_id: str
+    postal_reporting_number: str
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.host}/oauth/token"
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.host}/shippingservices"
+
+    @property
+    def merchant_url(self) -> str:
+        return f"{self.api_base}/v1/developers/{self.developer_id}/merchants/{self.postal_reporting_number}"
+
+    @property
+    def credential_key(self) -> str:
+        """Identifies the credentials (for sharing tokens) without holding the secret itself."""
+        digest = hashlib.sha256(f"{self.token_url}\0{self.api_key}\0{self.api_secret}".encode()).hexdigest()
+        return digest
+
+
+def _extra(extra: Mapping[str, Any], name: str) -> Any:
+    value = extra.get(name)
+    if value in (None, ""):
+        value = extra.get(f"extra__pitney_bowes__{name}")
+    return value
+
+
+def settings_from_connection(
+    login: str | None, password: str | None, host: str | None, extra: Mapping[str, Any]
+) -> PitneyBowesSettings:
+    if not login:
+        raise PostageConfigError("login", "the Pitney Bowes API key is missing")
+    if not password:
+        raise PostageConfigError("password", "the Pitney Bowes API secret is missing")
+    environment = str(_extra(extra, "environment") or DEFAULT_ENVIRONMENT).strip().lower()
+    if environment not in HOSTS:
+        raise PostageConfigError("environment", f"must be one of {', '.join(HOSTS)}")
+    base = normalize_base_url(host) if host else HOSTS[environment]
+    base = base.removesuffix("/shippingservices")
+    ids = {}
+    for name in ("developer_id", "postal_reporting_number"):
+        value = str(_extra(extra, name) or "").strip()
+        if not value:
+            raise PostageConfigError(name, "is required for Pitney Bowes and is missing")
+        if not _PATH_SEGMENT.match(value):
+            raise PostageConfigError(name, "may hold only letters, digits, '.', '-' and '_'")
+        ids[name] = value
+    return PitneyBowesSettings(login, password, environment, base, ids["developer_id"], ids["postal_reporting_number"])
+
+
+def validate_refill_amount(amount: object) -> Decimal:
+    """Refills are whole dollars: the API's ``amount`` is an integer."""
+    value = parse_amount(amount)
+    if value != value.to_integral_value():
+        raise PostageValidationError("amount", "must be a whole number of dollars for Pitney Bowes")
+    return value
+
+
+def validate_transaction_id(transaction_id: str) -> str:
+    if not isinstance(transaction_id, str) or not _TRANSACTION_ID.match(transaction_id):
+        raise PostageValidationError("transaction_id", "must be 1 to 25 characters of letters, digits, '-' and '_'")
+    return transaction_id
+
+
+def make_transaction_id(*parts: object) -> str:
+    """A stable ``X-PB-TransactionId`` from the parts that identify one purchase (e.g. dag id, run id,
+    task id, map index): every retry of the same purchase sends the same id."""
+    digest = hashlib.sha256("\0".join(str(part) for part in parts).encode()).hexdigest()
+    return f"pga-{digest[: TRANSACTION_ID_MAX - 4]}"
+
+
+# --- token -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Token:
+    access_token: str = field(repr=False)
+    expires_in: int
+
+
+def build_token_request(settings: PitneyBowesSettings) -> HttpRequest:
+    headers = {
+        "Authorization": basic_auth(settings.api_key, settings.api_secret),
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Accept": "application/json",
+    }
+    return HttpRequest("POST", settings.token_url, headers, b"grant_type=client_credentials")
+
+
+def parse_token_response(response: HttpResponse) -> Token:
+    if not 200 <= response.status < 300:
+        raise error_from_response(response)
+    document = _parse_json(response)
+    token = document.get("access_token") if isinstance(document, dict) else None
+    if not isinstance(token, str) or not token:
+        raise PostageResponseError(PROVIDER, response.status, "token reply has no access_token")
+    expires = document.get("expiresIn", document.get("expires_in"))
+    try:
+        expires_in = int(Decimal(str(expires)))
+    except (ArithmeticError, ValueError):  # absent or unreadable: fall back to a short lifetime
+        expires_in = FALLBACK_TOKEN_LIFETIME
+    if expires_in <= 0:
+        expires_in = FALLBACK_TOKEN_LIFETIME
+    return Token(token, expires_in)
+
+
+def _bearer_headers(token: str) -> dict[str, str]:
+    return {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json",
+        "X-PB-UnifiedErrorStructure": "true",
+    }
+
+
+# --- balances --------------------------------------------------------------------------------------
+
+
+def build_balance_request(settings: PitneyBowesSettings, token: str) -> HttpRequest:
+    return HttpRequest("GET", f"{settings.merchant_url}/account-balance", _bearer_headers(token))
+
+
+def _amount(account: Mapping[str, Any], name: str, response: HttpResponse, *, required: bool) -> Decimal | None:
+    value = account.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return Decimal(value)
+    if isinstance(value, str) and re.match(r"^-?\d+(\.\d+)?$", value.strip()):
+        return Decimal(value.strip())
+    raise PostageResponseError(PROVIDER, response.status, f"account field {name} is missing or not a number")
+
+
+def parse_balance_response(response: HttpResponse, *, conn_id: str, received_at: dt.datetime) -> list[Balance]:
+    if not 200 <= response.status < 300:
+        raise error_from_response(response)
+    document = _parse_json(response)
+    accounts = document.get("accounts") if isinstance(document, dict) else None
+    if not isinstance(accounts, list):
+        raise PostageResponseError(PROVIDER, response.status, "balance reply has no accounts list")
+    balances = []
+    for account in accounts:
+        if not isinstance(account, dict):
+            raise PostageResponseError(PROVIDER, response.status, "balance reply holds a non-object account")
+        account_type = _ACCOUNT_TYPES.get(str(account.get("accountType", "")).strip().lower())
+        if account_type is None:
+            continue  # an account kind this provider does not manage
+        number = account.get("accountNumber")
+        currency = str(account.get("currencyCode") or "USD")
+        if account_type == POSTAGE:
+            available = _amount(account, "availableBalance", response, required=True)
+            assert available is not None
+            balances.append(Balance(PROVIDER, conn_id, POSTAGE, number, currency, available, received_at))
+        else:
+            available = _amount(account, "availableCredit", response, required=True)
+            assert available is not None
+            due_date = account.get("minimumDueDate")
+            balances.append(
+                Balance(
+                    PROVIDER,
+                    conn_id,
+                    LINE_OF_CREDIT,
+                    number,
+                    currency,
+                    available,
+                    received_at,
+                    balance_owed=_amount(account, "balanceOwed", response, required=False),
+                    credit_limit=_amount(account, "creditLimit", response, required=False),
+                    minimum_amount_due=_amount(account, "minimumAmountDue", response, required=False),
+                    minimum_due_date=None if due_date is None else str(due_date),
+                )
+            )
+    if not any(balance.account_type == POSTAGE for balance in balances):
+        raise PostageResponseError(PROVIDER, response.status, "balance reply has no Postage Account")
+    return balances
+
+
+# --- refill ----------------------------------------------------------------------------------------
+
+
+def build_refill_request(
+    settings: PitneyBowesSettings, token: str, amount: Decimal, transaction_id: str
+) -> HttpRequest:
+    headers = {
+        **_bearer_headers(token),
+        "Content-Type": "application/json",
+        "X-PB-TransactionId": validate_transaction_id(transaction_id),
+    }
+    body = json.dumps({"amount": int(amount), "currencyCode": "USD"}).encode()
+    return HttpRequest("POST", f"{settings.merchant_url}/account/fund", headers, body, moves_money=True)
+
+
+def parse_refill_response(
+    response: HttpResponse, *, conn_id: str, amount: Decimal, transaction_id: str
+) -> PurchaseResult:
+    """A 2xx is the API's word that the refill is done; the body only echoes it."""
+    if not 200 <= response.status < 300:
+        raise error_from_response(response)
+    currency = "USD"
+    try:
+        document = _parse_json(response)
+        if isinstance(document, dict) and isinstance(document.get("currencyCode"), str):
+            currency = document["currencyCode"]
+    except PostageResponseError:
+        pass
+    return PurchaseResult(PROVIDER, conn_id, amount, currency, transaction_id, "Success")
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+
+def _parse_json(response: HttpResponse) -> Any:
+    text = response.text().strip()
+    if not text:
+        raise PostageResponseError(PROVIDER, response.status, "reply is empty")
+    if text[0] not in "{[":
+        kind = response.content_type or "no content type"
+        raise PostageResponseError(PROVIDER, response.status, f"reply is not JSON ({kind}, {len(response.body)} bytes)")
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except ValueError:
+        raise PostageResponseError(PROVIDER, response.status, "reply is malformed JSON") from None
+
+
+def _error_entries(document: Any) -> list[Mapping[str, Any]]:
+    """The error objects of every shape PB uses: unified ``{"errors": [...]}``, ``{"status": "ERROR",
+    "errors": [...]}``, and top-level arrays of ``{errorCode, message}`` or ``{key, message}``."""
+    if isinstance(document, dict):
+        entries = document.get("errors")
+        if isinstance(entries, list):
+            return [entry for entry in entries if isinstance(entry, dict)]
+        if "errorCode" in document or "message" in document:
+            return [document]
+        return []
+    if isinstance(document, list):
+        return [entry for entry in document if isinstance(entry, dict)]
+    return []
+
+
+def error_from_response(response: HttpResponse) -> PostageAPIError:
+    error_class = PostageAuthError if response.status in (401, 403) else PostageAPIError
+    try:
+        entries = _error_entries(_parse_json(response))
+    except PostageResponseError as unreadable:
+        return error_class(PROVIDER, response.status, unreadable.description)
+    if not entries:
+        return error_class(PROVIDER, response.status, "error reply without an error entry")
+    codes = [str(entry.get("errorCode") or entry.get("key") or "").strip() for entry in entries]
+    descriptions = [
+        str(entry.get("errorDescription") or entry.get("message") or "no description").strip() for entry in entries
+    ]
+    code = ", ".join(code for code in codes if code) or None
+    return error_class(PROVIDER, response.status, "; ".join(descriptions), code=code)
