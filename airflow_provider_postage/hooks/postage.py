@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import pendulum
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from airflow_provider_postage import get_provider_info as _info
 from airflow_provider_postage._tokens import TOKENS
@@ -180,7 +180,7 @@ class PostageHook(BaseHook):
         initial, maximum = self._backoff
         return Retrying(
             stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential_jitter(initial=initial, max=maximum),
+            wait=wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial),
             retry=retry_if_exception(retry_on),
             reraise=True,
             before_sleep=lambda state: log.warning(
