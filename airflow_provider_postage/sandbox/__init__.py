@@ -1,0 +1,97 @@
+"""Local sandbox: a stateful, offline emulator of the Click2Mail and Pitney Bowes APIs.
+
+It is an independent implementation of both servers (a test oracle): it imports nothing else from
+``airflow_provider_postage`` and nothing from Airflow.
+
+Quick start::
+
+    from airflow_provider_postage.sandbox import SandboxServer
+
+    with SandboxServer() as sandbox:          # ephemeral port, default seed
+        requests.get(f"{sandbox.url}/molpro/credit", auth=("demo-user", "demo-pass-C2M"))
+        sandbox.state.inject_fault("c2m_purchase", status=504, apply=True)
+
+or from a shell: ``postage-sandbox --port 8787`` (see :mod:`.__main__`).
+"""
+
+from __future__ import annotations
+
+from .app import create_app
+from .server import SandboxServer
+from .state import (
+    DEFAULT_C2M_ALLOW_NEGATIVE,
+    DEFAULT_C2M_BALANCE,
+    DEFAULT_C2M_ENVIRONMENT,
+    DEFAULT_C2M_PASSWORD,
+    DEFAULT_C2M_USERNAME,
+    DEFAULT_PB_API_KEY,
+    DEFAULT_PB_API_SECRET,
+    DEFAULT_PB_BALANCE,
+    DEFAULT_PB_BALANCE_2,
+    DEFAULT_PB_DEVELOPER_ID,
+    DEFAULT_PB_LOC_ACCOUNT_NUMBER,
+    DEFAULT_PB_LOC_AVAILABLE_CREDIT,
+    DEFAULT_PB_LOC_BALANCE_OWED,
+    DEFAULT_PB_LOC_CREDIT_LIMIT,
+    DEFAULT_PB_LOC_MINIMUM_AMOUNT_DUE,
+    DEFAULT_PB_LOC_MINIMUM_DUE_DATE,
+    DEFAULT_PB_POSTAGE_ACCOUNT_NUMBER,
+    DEFAULT_PB_POSTAGE_ACCOUNT_NUMBER_2,
+    DEFAULT_PB_PRN,
+    DEFAULT_PB_PRN_2,
+    DEFAULT_SEED,
+    DEFAULT_TOKEN_TTL,
+    ENDPOINTS,
+    C2MAccountSeed,
+    Fault,
+    InvalidSettingError,
+    LineOfCreditSeed,
+    PBCredentialSeed,
+    PBMerchantSeed,
+    Purchase,
+    Refill,
+    SandboxError,
+    SandboxState,
+    Seed,
+    UnknownEntityError,
+)
+
+__all__ = [
+    "DEFAULT_C2M_ALLOW_NEGATIVE",
+    "DEFAULT_C2M_BALANCE",
+    "DEFAULT_C2M_ENVIRONMENT",
+    "DEFAULT_C2M_PASSWORD",
+    "DEFAULT_C2M_USERNAME",
+    "DEFAULT_PB_API_KEY",
+    "DEFAULT_PB_API_SECRET",
+    "DEFAULT_PB_BALANCE",
+    "DEFAULT_PB_BALANCE_2",
+    "DEFAULT_PB_DEVELOPER_ID",
+    "DEFAULT_PB_LOC_ACCOUNT_NUMBER",
+    "DEFAULT_PB_LOC_AVAILABLE_CREDIT",
+    "DEFAULT_PB_LOC_BALANCE_OWED",
+    "DEFAULT_PB_LOC_CREDIT_LIMIT",
+    "DEFAULT_PB_LOC_MINIMUM_AMOUNT_DUE",
+    "DEFAULT_PB_LOC_MINIMUM_DUE_DATE",
+    "DEFAULT_PB_POSTAGE_ACCOUNT_NUMBER",
+    "DEFAULT_PB_POSTAGE_ACCOUNT_NUMBER_2",
+    "DEFAULT_PB_PRN",
+    "DEFAULT_PB_PRN_2",
+    "DEFAULT_SEED",
+    "DEFAULT_TOKEN_TTL",
+    "ENDPOINTS",
+    "C2MAccountSeed",
+    "Fault",
+    "InvalidSettingError",
+    "LineOfCreditSeed",
+    "PBCredentialSeed",
+    "PBMerchantSeed",
+    "Purchase",
+    "Refill",
+    "SandboxError",
+    "SandboxServer",
+    "SandboxState",
+    "Seed",
+    "UnknownEntityError",
+    "create_app",
+]
