@@ -66,6 +66,9 @@ PITNEY_BOWES_UI = {
 
 _MODULES = {
     "hooks": ["airflow_provider_postage.hooks.postage"],
+    "operators": ["airflow_provider_postage.operators.postage"],
+    "sensors": ["airflow_provider_postage.sensors.postage"],
+    "triggers": ["airflow_provider_postage.triggers.postage"],
 }
 
 

@@ -126,9 +126,25 @@ class PostageHook(BaseHook):
     def validate_amount(self, amount: object) -> Decimal:
         """The amount as the API will accept it, or a PostageValidationError; sends nothing."""
 
+    def validate_purchase(self, amount: object | None) -> Decimal:
+        """Everything a purchase needs, checked without sending anything: the connection's purchase
+        set-up and, unless None, the amount (returned as the API will take it)."""
+        self.settings  # noqa: B018 - reading the settings validates the connection
+        return self.validate_amount(amount) if amount is not None else Decimal(0)
+
     @abstractmethod
-    def purchase_credit(self, amount: object, *, transaction_id: str | None = None) -> PurchaseResult:
-        """Buy credit (Click2Mail) or refill the postage account (Pitney Bowes), once."""
+    def purchase_credit(
+        self, amount: object, *, transaction_id: str | None = None, balance_before: Balance | None = None
+    ) -> PurchaseResult:
+        """Buy credit (Click2Mail) or refill the postage account (Pitney Bowes), once.
+
+        ``transaction_id`` makes retries of one refill idempotent where the API supports it;
+        ``balance_before`` spares a read where the API needs one to confirm a purchase."""
+
+    @property
+    @abstractmethod
+    def settings(self) -> Any:
+        """The connection, read and validated."""
 
     def get_balance(self, account_type: str | None = None) -> Balance:
         """The balance of one account (the main one by default)."""
@@ -260,6 +276,10 @@ class Click2MailHook(PostageHook):
     def validate_billing(self) -> c2m.BillingProfile:
         return c2m.validate_billing(self.settings, today=self._now().date())
 
+    def validate_purchase(self, amount: object | None) -> Decimal:
+        self.validate_billing()
+        return super().validate_purchase(amount)
+
     def purchase_credit(
         self, amount: object, *, transaction_id: str | None = None, balance_before: Balance | None = None
     ) -> PurchaseResult:
@@ -361,7 +381,9 @@ class PitneyBowesHook(PostageHook):
     def validate_amount(self, amount: object) -> Decimal:
         return pb.validate_refill_amount(amount)
 
-    def purchase_credit(self, amount: object, *, transaction_id: str | None = None) -> PurchaseResult:
+    def purchase_credit(
+        self, amount: object, *, transaction_id: str | None = None, balance_before: Balance | None = None
+    ) -> PurchaseResult:
         """Refill the postage account from the payment method on file (e.g. the line of credit).
 
         Send the same ``transaction_id`` for every retry of one refill; without one, a random id is used

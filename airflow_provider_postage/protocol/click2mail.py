@@ -115,7 +115,7 @@ def validate_billing(settings: Click2MailSettings, *, today: dt.date) -> Billing
         if not raw.get(name):
             raise PostageConfigError(name, "is required for a Click2Mail purchase and is missing")
     if not _ZIP.match(raw["billing_zip"]):
-        raise PostageConfigError("billing_zip", "must be a 5-digit ZIP or ZIP+4 (12345 or 12345-6789)")
+        raise PostageConfigError("billing_zip", "must be 5 digits, or ZIP+4 (5 digits, a hyphen, 4 digits)")
     card_type = raw["card_type"].upper()
     if card_type not in CARD_TYPES:
         raise PostageConfigError("card_type", f"must be one of {', '.join(CARD_TYPES)}")

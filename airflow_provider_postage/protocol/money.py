@@ -7,6 +7,8 @@ from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from airflow_provider_postage.protocol.errors import PostageValidationError
 
 CENT = Decimal("0.01")
+#: Far above any real balance or purchase; keeps absurd inputs (``1e400``) out of arithmetic.
+LARGEST = Decimal("1e12")
 
 
 def to_decimal(value: object, *, field: str) -> Decimal:
@@ -28,6 +30,8 @@ def to_decimal(value: object, *, field: str) -> Decimal:
         raise PostageValidationError(field, f"must be a string, int or Decimal, not {type(value).__name__}")
     if not result.is_finite():
         raise PostageValidationError(field, "must be a finite number")
+    if abs(result) >= LARGEST:
+        raise PostageValidationError(field, "is implausibly large")
     return result
 
 

@@ -26,7 +26,7 @@ unknown name -> 404 ``{"error": …}``, bad value -> 400 ``{"error": …}``):
 * ``POST /_sandbox/pb/merchants/{prn}`` ``{"available_balance", "fund_enabled", "balance_owed",
   "available_credit", "credit_limit", "minimum_amount_due", "minimum_due_date"}`` -> the merchant;
   ``POST /_sandbox/pb/merchants/{prn}/drain`` ``{"rate_per_second"}``.
-* ``POST /_sandbox/faults`` ``{"endpoint", "times", "status", "body", "content_type", "delay", "apply",
+* ``POST /_sandbox/faults`` ``{"endpoint", "times", "after", "status", "body", "content_type", "delay", "apply",
   "drop", "headers"}`` -> ``{"endpoint", "pending", "fault"}``; ``GET /_sandbox/faults``;
   ``DELETE /_sandbox/faults[?endpoint=…]``.
 * ``GET /_sandbox/counters``; ``POST /_sandbox/counters/reset``.
@@ -711,8 +711,9 @@ def _add_control_routes(app: FastAPI, sandbox: SandboxState) -> None:
         data = await _json_object(request)
         endpoint = data.pop("endpoint", None)
         times = data.pop("times", 1)
+        after = data.pop("after", 0)
         fault = Fault.from_mapping(data)
-        sandbox.inject_fault(endpoint, fault, times=times)
+        sandbox.inject_fault(endpoint, fault, times=times, after=after)
         pending = sandbox.pending_faults()[endpoint]
         return _json(200, {"endpoint": endpoint, "pending": len(pending), "fault": fault.to_mapping()})
 

@@ -1060,6 +1060,7 @@ class SandboxState:
         fault: Fault | None = None,
         *,
         times: int = 1,
+        after: int = 0,
         status: int | None = None,
         body: str | None = None,
         content_type: str | None = None,
@@ -1068,10 +1069,13 @@ class SandboxState:
         drop: bool = False,
         headers: Mapping[str, str] | None = None,
     ) -> Fault:
-        """Queue ``fault`` (or one built from the keywords) for the next ``times`` calls of ``endpoint``."""
+        """Queue ``fault`` (or one built from the keywords) for the next ``times`` calls of ``endpoint``,
+        after ``after`` calls that are answered normally (e.g. let a read before a purchase through)."""
         name = _check_endpoint(endpoint)
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise InvalidSettingError(f"times must be an integer >= 1, got {times!r}")
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise InvalidSettingError(f"after must be an integer >= 0, got {after!r}")
         if fault is None:
             fault = Fault(
                 status=status,
@@ -1083,7 +1087,7 @@ class SandboxState:
                 headers=tuple((headers or {}).items()),
             )
         with self._lock:
-            self._faults[name].extend([fault] * times)
+            self._faults[name].extend([Fault()] * after + [fault] * times)
         return fault
 
     def clear_faults(self, endpoint: Endpoint | None = None) -> None:

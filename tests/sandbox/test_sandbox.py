@@ -1169,3 +1169,10 @@ def test_console_script(tmp_path: Path) -> None:
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_fault_after_lets_earlier_calls_through(server: SandboxServer, state: SandboxState) -> None:
+    state.inject_fault("c2m_credit", status=503, after=2)
+    auth = (DEFAULT_C2M_USERNAME, DEFAULT_C2M_PASSWORD)
+    codes = [requests.get(f"{server.url}/molpro/credit", auth=auth, timeout=5).status_code for _ in range(4)]
+    assert codes == [200, 200, 503, 200]

@@ -1,0 +1,71 @@
+"""Where a purchase writes down what it is about to do, so that the task's next try can tell whether
+it went through. On Airflow 3.3+ that is the task instance's own ``task_state_store`` (kept across
+tries); before 3.3, an Airflow Variable named after the task instance."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+_STATE_KEY = "postage_purchase_intent"
+_VARIABLE_PREFIX = "postage_purchase_intent__"
+
+
+class PurchaseJournal(Protocol):
+    def get(self) -> dict[str, Any] | None: ...
+
+    def put(self, entry: dict[str, Any]) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+class _TaskStateJournal:
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def get(self) -> dict[str, Any] | None:
+        value = self._store.get(_STATE_KEY)
+        return value if isinstance(value, dict) else None
+
+    def put(self, entry: dict[str, Any]) -> None:
+        from airflow.sdk.execution_time.context import NEVER_EXPIRE
+
+        self._store.set(_STATE_KEY, entry, retention=NEVER_EXPIRE)
+
+    def clear(self) -> None:
+        self._store.delete(_STATE_KEY)
+
+
+class _VariableJournal:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get(self) -> dict[str, Any] | None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        raw = Variable.get(self.name, None)  # positional: the keyword differs between Airflow 2 and 3
+        return json.loads(raw) if raw else None
+
+    def put(self, entry: dict[str, Any]) -> None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        Variable.set(self.name, json.dumps(entry), description="postage purchase in progress; see the task log")
+
+    def clear(self) -> None:
+        from airflow.providers.common.compat.sdk import Variable
+
+        Variable.delete(self.name)
+
+
+def purchase_journal(context: Any, purchase_key: str) -> PurchaseJournal:
+    store = context.get("task_state_store") if hasattr(context, "get") else None
+    if store is not None:
+        return _TaskStateJournal(store)
+    return _VariableJournal(f"{_VARIABLE_PREFIX}{purchase_key}")
+
+
+def journal_location(context: Any, purchase_key: str) -> str:
+    """Where a person finds (and may delete) the entry, for error messages."""
+    if hasattr(context, "get") and context.get("task_state_store") is not None:
+        return f"the task instance's task state store, key {_STATE_KEY!r}"
+    return f"the Airflow Variable {_VARIABLE_PREFIX}{purchase_key!s}"

@@ -1,0 +1,114 @@
+"""Wait for an account's balance to cross a threshold: poke, reschedule, or deferred to the triggerer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowException, BaseSensorOperator, Context, PokeReturnValue, conf
+
+from airflow_provider_postage import _conditions
+from airflow_provider_postage.hooks.postage import get_postage_hook
+from airflow_provider_postage.protocol.money import format_money
+from airflow_provider_postage.triggers.postage import BalanceThresholdTrigger
+
+__all__ = ["BalanceThresholdSensor"]
+
+
+def _is_template(value: object) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+class BalanceThresholdSensor(BaseSensorOperator):
+    """Succeeds once the balance is at least ``threshold`` (or, with ``condition="below"``, under it),
+    returning the balance dict it saw (XCom).
+
+    Transient API trouble (timeouts, 5xx, an unreadable reply) is logged and waited out; refused
+    credentials, an unknown merchant or a 403 fail the task with the API's message.
+
+    :param postage_conn_id: a ``click2mail`` or ``pitney_bowes`` connection (templated).
+    :param threshold: str, int or Decimal, at most two decimals (templated; a float is refused).
+    :param account_type: ``credit``, ``postage`` or ``line_of_credit`` (templated); default: the
+        connection's main account (``credit`` for Click2Mail, ``postage`` for Pitney Bowes).
+    :param condition: ``at_least`` (default) or ``below``.
+    :param deferrable: poke once, then hand the wait to the triggerer (no worker slot held). Defaults
+        to ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("postage_conn_id", "threshold", "account_type")
+    ui_color = "#e6f2ff"
+
+    def __init__(
+        self,
+        *,
+        postage_conn_id: str,
+        threshold: str | int | Decimal,
+        account_type: str | None = None,
+        condition: str = _conditions.AT_LEAST,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.postage_conn_id = postage_conn_id
+        self.threshold = threshold
+        self.account_type = account_type
+        self.condition = _conditions.validate_condition(condition)
+        self.deferrable = deferrable
+        # Fail at DAG parse time where the value is already known; templates are checked once rendered.
+        if not _is_template(threshold):
+            _conditions.validate_threshold(threshold)
+        if not _is_template(account_type):
+            _conditions.validate_account_type(account_type)
+
+    def _checked(self) -> tuple[Decimal, str | None]:
+        return _conditions.validate_threshold(self.threshold), _conditions.validate_account_type(self.account_type)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        threshold, account_type = self._checked()
+        hook = get_postage_hook(self.postage_conn_id)
+        try:
+            balance = _conditions.pick(hook.get_balances(), account_type, hook.main_account_type)
+        except Exception as error:
+            if _conditions.is_permanent(error):
+                raise
+            self.log.warning("%s: %s; poking again later", self.postage_conn_id, error)
+            return PokeReturnValue(is_done=False)
+        done = _conditions.is_met(balance, threshold, self.condition)
+        self.log.info(
+            "%s %s balance %s %s; waiting until %s %s",
+            self.postage_conn_id,
+            balance.account_type,
+            format_money(balance.available),
+            balance.currency,
+            self.condition.replace("_", " "),
+            format_money(threshold),
+        )
+        return PokeReturnValue(is_done=done, xcom_value=balance.to_dict() if done else None)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        threshold, account_type = self._checked()
+        first = self.poke(context)
+        if first.is_done:
+            return first.xcom_value
+        self.defer(
+            trigger=BalanceThresholdTrigger(
+                postage_conn_id=self.postage_conn_id,
+                threshold=format_money(threshold),
+                account_type=account_type,
+                condition=self.condition,
+                poke_interval=float(self.poke_interval),
+            ),
+            method_name="execute_complete",
+            timeout=dt.timedelta(seconds=float(self.timeout)),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("status") == "success":
+            balance: dict[str, Any] = event["balance"]
+            self.log.info("%s balance %s reached the condition", self.postage_conn_id, balance["available"])
+            return balance
+        raise AirflowException(f"{self.postage_conn_id}: {event.get('message', 'balance trigger failed')}")

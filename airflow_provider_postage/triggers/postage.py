@@ -1,0 +1,100 @@
+"""The trigger that carries a deferred :class:`BalanceThresholdSensor` on the triggerer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_postage import _conditions
+from airflow_provider_postage._async_io import load_settings, read_balances
+from airflow_provider_postage._transport import DEFAULT_TIMEOUT
+from airflow_provider_postage.protocol import click2mail as c2m
+from airflow_provider_postage.protocol.errors import PostageError
+from airflow_provider_postage.protocol.money import format_money
+from airflow_provider_postage.protocol.records import CREDIT, POSTAGE
+
+__all__ = ["BalanceThresholdTrigger"]
+
+
+class BalanceThresholdTrigger(BaseTrigger):
+    """Poll an account's balance until it reaches (``at_least``) or falls ``below`` a threshold.
+
+    It only reads, so a triggerer restart that runs it again is harmless. Its one event is
+    ``{"status": "success", "balance": {...}}`` or ``{"status": "error", "message": ...}`` for a
+    permanent failure (credentials refused after a token refresh, unknown merchant, 403, bad input).
+
+    :param postage_conn_id: a ``click2mail`` or ``pitney_bowes`` connection.
+    :param threshold: the amount as a decimal string (exact; a float is refused).
+    :param account_type: ``credit``, ``postage`` or ``line_of_credit``; None for the connection's main one.
+    :param condition: ``at_least`` (default) or ``below``.
+    :param poke_interval: seconds between polls, after errors too.
+    """
+
+    def __init__(
+        self,
+        postage_conn_id: str,
+        threshold: str,
+        account_type: str | None = None,
+        condition: str = _conditions.AT_LEAST,
+        poke_interval: float = 60.0,
+        timeout: tuple[float, float] | list[float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__()
+        self.postage_conn_id = postage_conn_id
+        self.threshold = format_money(_conditions.validate_threshold(threshold))
+        self.account_type = _conditions.validate_account_type(account_type)
+        self.condition = _conditions.validate_condition(condition)
+        if poke_interval <= 0:
+            raise ValueError("poke_interval must be positive")
+        self.poke_interval = float(poke_interval)
+        connect, read = timeout
+        self.timeout = (float(connect), float(read))
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "postage_conn_id": self.postage_conn_id,
+                "threshold": self.threshold,
+                "account_type": self.account_type,
+                "condition": self.condition,
+                "poke_interval": self.poke_interval,
+                "timeout": list(self.timeout),
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Poll, then sleep ``poke_interval``, also after a transient error: a failing API gets one
+        request per interval from each trigger, never a busy loop."""
+        threshold = _conditions.validate_threshold(self.threshold)
+        try:
+            settings = await load_settings(self.postage_conn_id)
+        except PostageError as error:
+            yield TriggerEvent({"status": "error", "message": str(error)})
+            return
+        main = CREDIT if isinstance(settings, c2m.Click2MailSettings) else POSTAGE
+        while True:
+            try:
+                balances = await read_balances(settings, self.postage_conn_id, timeout=self.timeout)
+                balance = _conditions.pick(balances, self.account_type, main)
+            except Exception as error:
+                if _conditions.is_permanent(error):
+                    yield TriggerEvent({"status": "error", "message": str(error)})
+                    return
+                self.log.warning("%s: %s; polling again in %ss", self.postage_conn_id, error, self.poke_interval)
+            else:
+                if _conditions.is_met(balance, threshold, self.condition):
+                    yield TriggerEvent({"status": "success", "balance": balance.to_dict()})
+                    return
+                self.log.info(
+                    "%s %s balance %s, waiting until %s %s",
+                    self.postage_conn_id,
+                    balance.account_type,
+                    format_money(balance.available),
+                    self.condition.replace("_", " "),
+                    self.threshold,
+                )
+            await asyncio.sleep(self.poke_interval)
