@@ -71,8 +71,16 @@ def test_click2mail_negative_balance(connections: SandboxState) -> None:
 
 def test_pitney_bowes_balances_with_and_without_line_of_credit(connections: SandboxState) -> None:
     postage, credit = hook(PB_CONN_ID).get_balances()
-    assert (postage.account_type, postage.available, postage.account_number) == ("postage", Decimal("12.50"), "****6062")
-    assert (credit.account_type, credit.available, credit.credit_limit) == ("line_of_credit", Decimal("500"), Decimal("5000"))
+    assert (postage.account_type, postage.available, postage.account_number) == (
+        "postage",
+        Decimal("12.50"),
+        "****6062",
+    )
+    assert (credit.account_type, credit.available, credit.credit_limit) == (
+        "line_of_credit",
+        Decimal("500"),
+        Decimal("5000"),
+    )
     assert hook(PB_CONN_ID).get_balance("line_of_credit").balance_owed == Decimal("0")
     assert [b.account_type for b in hook(PB_NO_CREDIT_CONN_ID).get_balances()] == ["postage"]
     with pytest.raises(PostageConfigError, match="no line_of_credit account"):
@@ -154,14 +162,18 @@ def test_wrong_developer_is_a_403_with_the_api_message(
     assert caught.value.code == "1000033"
 
 
-def test_unknown_merchant_is_a_404(connections: SandboxState, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_merchant_is_a_404(
+    connections: SandboxState, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(*conn_uri_env("pb_prn", **pb_connection(sandbox.url, prn="123456")))
     with pytest.raises(PostageAPIError, match="HTTP 404"):
         hook("pb_prn").get_balances()
     assert connections.request_count("pb_balance") == 1
 
 
-def test_bad_click2mail_password(connections: SandboxState, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_click2mail_password(
+    connections: SandboxState, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(*conn_uri_env("c2m_bad", **{**c2m_connection(sandbox.url), "password": "not-the-password"}))
     with pytest.raises(PostageAuthError, match="username or password refused"):
         hook("c2m_bad").get_balances()
@@ -169,7 +181,9 @@ def test_bad_click2mail_password(connections: SandboxState, sandbox: SandboxServ
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 524])
-@pytest.mark.parametrize(("conn_id", "endpoint"), [(C2M_CONN_ID, "c2m_credit"), (PB_CONN_ID, "pb_balance"), (PB_CONN_ID, "pb_token")])
+@pytest.mark.parametrize(
+    ("conn_id", "endpoint"), [(C2M_CONN_ID, "c2m_credit"), (PB_CONN_ID, "pb_balance"), (PB_CONN_ID, "pb_token")]
+)
 def test_transient_read_errors_are_retried(connections: SandboxState, conn_id: str, endpoint: str, status: int) -> None:
     connections.inject_fault(endpoint, status=status, times=2)
     assert hook(conn_id).get_balances()
@@ -177,7 +191,9 @@ def test_transient_read_errors_are_retried(connections: SandboxState, conn_id: s
 
 
 @pytest.mark.parametrize(("conn_id", "endpoint"), [(C2M_CONN_ID, "c2m_credit"), (PB_CONN_ID, "pb_balance")])
-def test_persistent_transient_errors_give_up_after_max_attempts(connections: SandboxState, conn_id: str, endpoint: str) -> None:
+def test_persistent_transient_errors_give_up_after_max_attempts(
+    connections: SandboxState, conn_id: str, endpoint: str
+) -> None:
     connections.inject_fault(endpoint, status=503, times=10)
     with pytest.raises(PostageAPIError, match="HTTP 503"):
         hook(conn_id, max_attempts=3).get_balances()
@@ -209,10 +225,15 @@ def test_connection_refused(monkeypatch: pytest.MonkeyPatch, sandbox_state: Sand
         ("c2m_credit", C2M_CONN_ID, "", "application/xml"),
         ("c2m_credit", C2M_CONN_ID, "<credit><balance>12,50</balance></credit>", "application/xml"),
         ("c2m_credit", C2M_CONN_ID, "<credit><balance>1", "application/xml"),
-        ("pb_balance", PB_CONN_ID, "{\"accounts\": [", "application/json"),
+        ("pb_balance", PB_CONN_ID, '{"accounts": [', "application/json"),
         ("pb_balance", PB_CONN_ID, "", "application/json"),
         ("pb_balance", PB_CONN_ID, "<html>hi</html>", "text/html"),
-        ("pb_balance", PB_CONN_ID, '{"accounts":[{"accountType":"Postage Account","availableBalance":"n/a"}]}', "application/json"),
+        (
+            "pb_balance",
+            PB_CONN_ID,
+            '{"accounts":[{"accountType":"Postage Account","availableBalance":"n/a"}]}',
+            "application/json",
+        ),
         ("pb_token", PB_CONN_ID, '{"tokenType":"BearerToken"}', "application/json"),
     ],
 )
@@ -266,7 +287,12 @@ def test_click2mail_purchase_for_every_reply_shape(connections: SandboxState, re
     ],
 )
 def test_click2mail_purchase_validation_sends_nothing(
-    connections: SandboxState, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch, amount: object, extra: dict, field: str
+    connections: SandboxState,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    amount: object,
+    extra: dict,
+    field: str,
 ) -> None:
     fields = c2m_connection(sandbox.url)
     fields["extra"] = {**fields["extra"], **extra}  # type: ignore[dict-item]
@@ -308,7 +334,9 @@ def test_click2mail_unknown_outcome_is_never_repeated(connections: SandboxState,
 
 
 def test_click2mail_purchase_resent_only_when_never_sent(connections: SandboxState) -> None:
-    connections.inject_fault("c2m_purchase", status=200, body="<credit><status>0</status><description>Success</description></credit>")
+    connections.inject_fault(
+        "c2m_purchase", status=200, body="<credit><status>0</status><description>Success</description></credit>"
+    )
     hook(C2M_CONN_ID).purchase_credit("10")
     assert connections.request_count("c2m_purchase") == 1
 
@@ -342,7 +370,7 @@ def test_pitney_bowes_same_transaction_id_refills_once(connections: SandboxState
 def test_pitney_bowes_lost_reply_then_retry_with_same_id_refills_once(connections: SandboxState) -> None:
     connections.inject_fault("pb_fund", apply=True, drop=True)
     pb = hook(PB_CONN_ID)
-    with pytest.raises(PurchaseOutcomeUnknownError, match="Retry with the same transaction id|may have gone through"):
+    with pytest.raises(PurchaseOutcomeUnknownError, match="may have gone through"):
         pb.purchase_credit(50, transaction_id="txn-lost")
     assert connections.request_count("pb_fund") == 1
     pb.purchase_credit(50, transaction_id="txn-lost")

@@ -8,7 +8,9 @@ from airflow_provider_postage.protocol.errors import PostageValidationError
 from airflow_provider_postage.protocol.money import format_money, parse_amount, parse_threshold, round_up
 
 
-@pytest.mark.parametrize(("value", "expected"), [("12.3", "12.30"), (7, "7.00"), (Decimal("0.01"), "0.01"), (" 5 ", "5.00")])
+@pytest.mark.parametrize(
+    ("value", "expected"), [("12.3", "12.30"), (7, "7.00"), (Decimal("0.01"), "0.01"), (" 5 ", "5.00")]
+)
 def test_parse_amount(value: object, expected: str) -> None:
     assert format_money(parse_amount(value)) == expected
 

@@ -49,7 +49,9 @@ def xml(status: int, body: bytes, content_type: str = "application/xml") -> Http
 
 
 def settings(environment: str = "staging", **billing: object) -> c2m.Click2MailSettings:
-    return c2m.settings_from_connection("awesomeuser", "gReAt/PaSsWoRd123", None, {"environment": environment, **BILLING, **billing})
+    return c2m.settings_from_connection(
+        "awesomeuser", "gReAt/PaSsWoRd123", None, {"environment": environment, **BILLING, **billing}
+    )
 
 
 def test_documented_balance_sample_parses_exactly() -> None:
@@ -114,7 +116,12 @@ def test_server_errors_are_transient(status: int) -> None:
 @pytest.mark.parametrize(
     ("body", "confirmed", "description"),
     [
-        (b'<?xml version="1.0"?><credit><status>0</status><description>Success</description><balance></balance></credit>', True, "Success"),
+        (
+            b'<?xml version="1.0"?><credit><status>0</status><description>Success</description>'
+            b"<balance></balance></credit>",
+            True,
+            "Success",
+        ),
         (b"<credit><description>Success</description></credit>", True, "Success"),
         (DOCUMENTED_PURCHASE_REPLY, False, None),
         (b"", False, None),
@@ -128,7 +135,9 @@ def test_purchase_reply_shapes(body: bytes, confirmed: bool, description: str | 
 
 def test_purchase_reply_status_nine_with_200_is_a_refusal() -> None:
     with pytest.raises(PostageAPIError, match="Authorization failed"):
-        c2m.parse_purchase_response(xml(200, b"<credit><status>9</status><description>Authorization failed</description></credit>"))
+        c2m.parse_purchase_response(
+            xml(200, b"<credit><status>9</status><description>Authorization failed</description></credit>")
+        )
 
 
 def test_purchase_request_carries_the_eleven_documented_parameters() -> None:
@@ -157,7 +166,9 @@ def test_purchase_request_carries_the_eleven_documented_parameters() -> None:
 
 def test_environment_and_host_choose_the_base_url() -> None:
     assert settings("production").base_url == "https://rest.click2mail.com/molpro"
-    assert c2m.settings_from_connection("u", "p", "http://127.0.0.1:9000/", {}).base_url == "http://127.0.0.1:9000/molpro"
+    assert (
+        c2m.settings_from_connection("u", "p", "http://127.0.0.1:9000/", {}).base_url == "http://127.0.0.1:9000/molpro"
+    )
     assert c2m.settings_from_connection("u", "p", "https://x.test/molpro", {}).base_url == "https://x.test/molpro"
     legacy = c2m.settings_from_connection("u", "p", None, {"extra__click2mail__environment": "production"})
     assert legacy.environment == "production"
@@ -174,7 +185,9 @@ def test_environment_and_host_choose_the_base_url() -> None:
         ("u", "p", "http://host:notaport", {}, "host"),
     ],
 )
-def test_bad_connection_is_refused(login: str | None, password: str | None, host: str | None, extra: dict, field: str) -> None:
+def test_bad_connection_is_refused(
+    login: str | None, password: str | None, host: str | None, extra: dict, field: str
+) -> None:
     with pytest.raises(PostageConfigError) as caught:
         c2m.settings_from_connection(login, password, host, extra)
     assert caught.value.field == field
@@ -212,7 +225,9 @@ def test_expiry_this_month_is_still_valid_and_two_digit_year_is_expanded() -> No
 
 
 def test_amex_needs_four_digit_cvv() -> None:
-    profile = c2m.validate_billing(settings(card_type="ae", card_cvv="1234", card_number="378282246310005"), today=TODAY)
+    profile = c2m.validate_billing(
+        settings(card_type="ae", card_cvv="1234", card_number="378282246310005"), today=TODAY
+    )
     assert profile.card_type == "AE"
 
 

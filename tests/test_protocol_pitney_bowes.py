@@ -91,7 +91,12 @@ def test_seed_sample_with_line_of_credit_keeps_every_field() -> None:
 def test_amounts_as_strings_are_accepted_and_unknown_accounts_skipped() -> None:
     body = {
         "accounts": [
-            {"accountType": "Postage Account", "accountNumber": "1", "currencyCode": "USD", "availableBalance": "10.10"},
+            {
+                "accountType": "Postage Account",
+                "accountNumber": "1",
+                "currencyCode": "USD",
+                "availableBalance": "10.10",
+            },
             {"accountType": "Rewards", "accountNumber": "2"},
         ]
     }
@@ -121,12 +126,21 @@ def test_unreadable_balance_replies_are_typed_errors(body: str) -> None:
     ("body", "code", "description"),
     [
         (
-            '{"errors":[{"errorCode":"1000033","errorDescription":"Unauthorized API access","additionalInfo":null,"parameters":[]}]}',
+            '{"errors":[{"errorCode":"1000033","errorDescription":"Unauthorized API access",'
+            '"additionalInfo":null,"parameters":[]}]}',
             "1000033",
             "Unauthorized API access",
         ),
-        ('[{"errorCode":"1000032","message":"Authentication error","additionalInfo":null}]', "1000032", "Authentication error"),
-        ('{"status":"ERROR","errors":[{"errorCode":"1000050","errorDescription":"Invalid JSON"}]}', "1000050", "Invalid JSON"),
+        (
+            '[{"errorCode":"1000032","message":"Authentication error","additionalInfo":null}]',
+            "1000032",
+            "Authentication error",
+        ),
+        (
+            '{"status":"ERROR","errors":[{"errorCode":"1000050","errorDescription":"Invalid JSON"}]}',
+            "1000050",
+            "Invalid JSON",
+        ),
         ('[{"key":"amount","message":"must be an integer"}]', "amount", "must be an integer"),
         (
             '{"errors":[{"errorCode":"A","errorDescription":"first"},{"errorCode":"B","errorDescription":"second"}]}',
@@ -160,7 +174,9 @@ def test_token_reply_and_request() -> None:
     assert request.headers["Authorization"] == "Basic a2V5OnNlY3JldA=="
 
 
-@pytest.mark.parametrize("body", ['{"access_token":"t"}', '{"access_token":"t","expiresIn":"soon"}', '{"access_token":"t","expiresIn":-5}'])
+@pytest.mark.parametrize(
+    "body", ['{"access_token":"t"}', '{"access_token":"t","expiresIn":"soon"}', '{"access_token":"t","expiresIn":-5}']
+)
 def test_token_without_usable_lifetime_gets_the_short_fallback(body: str) -> None:
     assert pb.parse_token_response(reply(200, body)).expires_in == pb.FALLBACK_TOKEN_LIFETIME
 
@@ -178,7 +194,10 @@ def test_urls_follow_environment_and_host() -> None:
     local = pb.settings_from_connection(
         "k", "s", "http://127.0.0.1:8787/shippingservices/", {"developer_id": "d", "postal_reporting_number": "p"}
     )
-    assert (local.token_url, local.api_base) == ("http://127.0.0.1:8787/oauth/token", "http://127.0.0.1:8787/shippingservices")
+    assert (local.token_url, local.api_base) == (
+        "http://127.0.0.1:8787/oauth/token",
+        "http://127.0.0.1:8787/shippingservices",
+    )
 
 
 @pytest.mark.parametrize(
@@ -196,17 +215,24 @@ def test_bad_connection_is_refused(login: str, password: str | None, extra: dict
     with pytest.raises(PostageConfigError) as caught:
         pb.settings_from_connection(login, password, None, extra)
     assert caught.value.field == field
-    assert "s" != str(caught.value)
+    assert str(caught.value) != "s"
 
 
 def test_refill_request_and_reply() -> None:
     request = pb.build_refill_request(settings(), "tok", Decimal("500"), "txn-1")
     assert request.moves_money and request.headers["X-PB-TransactionId"] == "txn-1"
     assert json.loads(request.body or b"") == {"amount": 500, "currencyCode": "USD"}
-    result = pb.parse_refill_response(reply(200, '{"amount": 500, "currencyCode": "USD"}'), conn_id="pb", amount=Decimal(500), transaction_id="txn-1")
+    result = pb.parse_refill_response(
+        reply(200, '{"amount": 500, "currencyCode": "USD"}'), conn_id="pb", amount=Decimal(500), transaction_id="txn-1"
+    )
     assert result.to_dict()["amount"] == "500.00" and result.transaction_id == "txn-1"
     with pytest.raises(PostageAPIError):
-        pb.parse_refill_response(reply(400, '{"errors":[{"errorCode":"x","errorDescription":"y"}]}'), conn_id="pb", amount=Decimal(1), transaction_id="t")
+        pb.parse_refill_response(
+            reply(400, '{"errors":[{"errorCode":"x","errorDescription":"y"}]}'),
+            conn_id="pb",
+            amount=Decimal(1),
+            transaction_id="t",
+        )
 
 
 @pytest.mark.parametrize("amount", ["10.50", "0", "-5", 12.0, "1e400", "ten"])

@@ -51,7 +51,11 @@ def test_get_provider_info_is_import_free() -> None:
 
 
 def test_entry_point_discovery() -> None:
-    [entry] = [ep for ep in importlib.metadata.entry_points(group="apache_airflow_provider") if ep.value.startswith("airflow_provider_postage")]
+    [entry] = [
+        ep
+        for ep in importlib.metadata.entry_points(group="apache_airflow_provider")
+        if ep.value.startswith("airflow_provider_postage")
+    ]
     assert entry.load()() == get_provider_info()
     assert entry.dist is not None and entry.dist.metadata["Name"] == "airflow-provider-postage"
 
@@ -79,12 +83,16 @@ def _legacy_fields(hook_class: type) -> dict[str, tuple[str, bool, object]]:
 
     widgets = hook_class.get_connection_form_widgets()
     form = type("F", (Form,), widgets)()
-    return {name: (str(form[name].label.text), form[name].type == "PasswordField", form[name].default) for name in widgets}
+    return {
+        name: (str(form[name].label.text), form[name].type == "PasswordField", form[name].default) for name in widgets
+    }
 
 
 @pytest.mark.parametrize("conn_type", ["click2mail", "pitney_bowes"])
 def test_classmethod_forms_match_declarative_fields(conn_type: str) -> None:
-    pytest.importorskip("wtforms", reason="the wtforms connection form exists only where FAB is installed (Airflow 2.11)")
+    pytest.importorskip(
+        "wtforms", reason="the wtforms connection form exists only where FAB is installed (Airflow 2.11)"
+    )
     pytest.importorskip("flask_appbuilder")
     from airflow_provider_postage.hooks.postage import Click2MailHook, PitneyBowesHook
 
@@ -97,7 +105,11 @@ def test_classmethod_forms_match_declarative_fields(conn_type: str) -> None:
     assert _legacy_fields(hook_class) == expected
     behaviour = hook_class.get_ui_field_behaviour()
     ui = declared["ui-field-behaviour"]
-    assert behaviour == {"hidden_fields": ui["hidden-fields"], "relabeling": ui["relabeling"], "placeholders": ui["placeholders"]}
+    assert behaviour == {
+        "hidden_fields": ui["hidden-fields"],
+        "relabeling": ui["relabeling"],
+        "placeholders": ui["placeholders"],
+    }
 
 
 def test_airflow_cli_lists_provider_and_hooks() -> None:

@@ -110,9 +110,7 @@ def xml_fields(text: str) -> dict[str, str]:
 
 
 def get_token(url: str) -> str:
-    r = requests.post(
-        f"{url}/oauth/token", auth=PB_AUTH, data={"grant_type": "client_credentials"}, timeout=5
-    )
+    r = requests.post(f"{url}/oauth/token", auth=PB_AUTH, data={"grant_type": "client_credentials"}, timeout=5)
     assert r.status_code == 200, r.text
     token: str = r.json()["access_token"]
     return token
@@ -131,9 +129,7 @@ def pb_json(response: requests.Response | httpx.Response) -> Any:
     return json.loads(response.text, parse_float=Decimal)
 
 
-def fund(
-    url: str, token: str, amount: Any = 100, txn: str = "txn-1", prn: str = DEFAULT_PB_PRN
-) -> requests.Response:
+def fund(url: str, token: str, amount: Any = 100, txn: str = "txn-1", prn: str = DEFAULT_PB_PRN) -> requests.Response:
     return requests.post(
         fund_url(url, prn),
         headers={**pb_headers(token, txn=txn), "Content-Type": "application/json"},
@@ -270,9 +266,7 @@ def test_c2m_bad_credentials_give_401_html(url: str, state: SandboxState, author
     ("balance", "allow_negative", "text"),
     [("12.50", False, "12.5"), ("10.25", False, "10.25"), ("-3", True, "-3.0"), ("0", False, "0.0")],
 )
-def test_c2m_balance_format(
-    url: str, state: SandboxState, balance: str, allow_negative: bool, text: str
-) -> None:
+def test_c2m_balance_format(url: str, state: SandboxState, balance: str, allow_negative: bool, text: str) -> None:
     state.set_c2m_balance(DEFAULT_C2M_USERNAME, balance, allow_negative=allow_negative)
     fields = xml_fields(requests.get(credit_url(url), auth=C2M_AUTH, timeout=5).text)
     assert fields == {"balance": text, "allowNegative": "true" if allow_negative else "false"}
@@ -345,9 +339,7 @@ EXPIRED = "Authorization failed: card expired"
         ({"billingCcType": "VISA"}, INVALID),
     ],
 )
-def test_c2m_purchase_rules(
-    url: str, state: SandboxState, overrides: dict[str, str | None], description: str
-) -> None:
+def test_c2m_purchase_rules(url: str, state: SandboxState, overrides: dict[str, str | None], description: str) -> None:
     r = purchase(url, **overrides)
     assert r.status_code == 400, r.text
     assert r.headers["content-type"].startswith("application/xml")
@@ -356,9 +348,7 @@ def test_c2m_purchase_rules(
     assert state.c2m_balance() == Decimal("5.00")
 
 
-def test_c2m_purchase_accepts_amex_with_four_digit_cvv_and_current_month(
-    url: str, state: SandboxState
-) -> None:
+def test_c2m_purchase_accepts_amex_with_four_digit_cvv_and_current_month(url: str, state: SandboxState) -> None:
     r = purchase(
         url,
         billingCcType="AE",
@@ -407,9 +397,7 @@ def test_c2m_production_refuses_the_test_card(url: str, state: SandboxState) -> 
         ("declaration_only", None),
     ],
 )
-def test_c2m_purchase_reply_shapes(
-    url: str, state: SandboxState, shape: str, expected: dict[str, str] | None
-) -> None:
+def test_c2m_purchase_reply_shapes(url: str, state: SandboxState, shape: str, expected: dict[str, str] | None) -> None:
     r = requests.post(f"{url}/_sandbox/settings", json={"c2m_purchase_reply": shape}, timeout=5)
     assert r.json()["c2m_purchase_reply"] == shape
     assert state.c2m_purchase_reply == shape
@@ -480,9 +468,7 @@ def test_pb_token_wrong_grant_type(url: str, state: SandboxState) -> None:
 def test_pb_token_ttl_setting_and_expiry(url: str, state: SandboxState) -> None:
     r = requests.post(f"{url}/_sandbox/settings", json={"token_ttl": 120}, timeout=5)
     assert r.json()["token_ttl"] == 120
-    r = requests.post(
-        f"{url}/oauth/token", auth=PB_AUTH, data={"grant_type": "client_credentials"}, timeout=5
-    )
+    r = requests.post(f"{url}/oauth/token", auth=PB_AUTH, data={"grant_type": "client_credentials"}, timeout=5)
     assert r.json()["expiresIn"] == "120"
     state.token_ttl = 0  # issued already expired
     token = get_token(url)
@@ -759,18 +745,14 @@ def test_drain_arithmetic_with_a_fake_clock() -> None:
 
 
 def test_drain_over_real_time_through_http(url: str) -> None:
-    r = requests.post(
-        f"{url}/_sandbox/c2m/accounts/demo-user/drain", json={"rate_per_second": "2"}, timeout=5
-    )
+    r = requests.post(f"{url}/_sandbox/c2m/accounts/demo-user/drain", json={"rate_per_second": "2"}, timeout=5)
     assert r.status_code == 200 and r.json()["drain_rate_per_second"] == "2"
     time.sleep(0.3)
     balance = Decimal(xml_fields(requests.get(credit_url(url), auth=C2M_AUTH, timeout=5).text)["balance"])
     assert Decimal("3.5") < balance < Decimal("4.5")
     requests.post(f"{url}/_sandbox/pb/merchants/{DEFAULT_PB_PRN}/drain", json={"rate_per_second": 1000})
     time.sleep(0.05)
-    accounts = pb_json(requests.get(balance_url(url), headers=pb_headers(get_token(url)), timeout=5))[
-        "accounts"
-    ]
+    accounts = pb_json(requests.get(balance_url(url), headers=pb_headers(get_token(url)), timeout=5))["accounts"]
     assert accounts[0]["availableBalance"] == 0
     snap = requests.get(f"{url}/_sandbox/state", timeout=5).json()
     assert snap["pb"]["merchants"][DEFAULT_PB_PRN]["available_balance"] == "0.00"
@@ -928,9 +910,7 @@ def test_drop_with_requests_and_httpx(url: str, state: SandboxState) -> None:
         httpx.get(credit_url(url), auth=C2M_AUTH)
     state.inject_fault("pb_token", drop=True, status=503)
     with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)):
-        requests.post(
-            f"{url}/oauth/token", auth=PB_AUTH, data={"grant_type": "client_credentials"}, timeout=5
-        )
+        requests.post(f"{url}/oauth/token", auth=PB_AUTH, data={"grant_type": "client_credentials"}, timeout=5)
     assert state.tokens_issued == 0
     # A session keeps working after a dropped connection.
     with requests.Session() as session:
@@ -949,9 +929,7 @@ def test_drop_after_apply_is_a_lost_reply(url: str, state: SandboxState) -> None
     token = get_token(url)
     state.inject_fault("pb_fund", apply=True, drop=True)
     with httpx.Client() as client, pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-        client.post(
-            fund_url(url), headers=pb_headers(token, txn="lost"), json={"amount": 30, "currencyCode": "USD"}
-        )
+        client.post(fund_url(url), headers=pb_headers(token, txn="lost"), json={"amount": 30, "currencyCode": "USD"})
     assert len(state.refills) == 1
     assert fund(url, token, 30, txn="lost").status_code == 200
     assert len(state.refills) == 1 and state.pb_balance() == Decimal("42.50")
@@ -991,9 +969,7 @@ def test_control_routes(url: str, state: SandboxState) -> None:
         "pb_duplicate_transaction": "replay",
     }
 
-    r = requests.post(
-        f"{url}/_sandbox/c2m/accounts/demo-user", json={"balance": 7.25, "allow_negative": True}
-    )
+    r = requests.post(f"{url}/_sandbox/c2m/accounts/demo-user", json={"balance": 7.25, "allow_negative": True})
     assert r.status_code == 200 and r.json()["balance"] == "7.25" and r.json()["allow_negative"] is True
     assert state.c2m_balance() == Decimal("7.25")
     r = requests.post(
@@ -1059,9 +1035,7 @@ def test_counters_and_their_reset(url: str, state: SandboxState) -> None:
     }
     assert counters["tokens_issued"] == 1
     assert [p["amount"] for p in counters["purchases"]] == ["10.00"]
-    assert [(r["prn"], r["amount"], r["transaction_id"]) for r in counters["refills"]] == [
-        ("900001", "10.00", "txn-1")
-    ]
+    assert [(r["prn"], r["amount"], r["transaction_id"]) for r in counters["refills"]] == [("900001", "10.00", "txn-1")]
     r = requests.post(f"{url}/_sandbox/counters/reset", timeout=5)
     assert r.json()["requests"]["c2m_credit"] == 0 and r.json()["purchases"] == []
     # Balances, tokens and seen transaction ids survive a counter reset.
@@ -1120,9 +1094,7 @@ def test_cli_rejects_a_bad_seed(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_console_script(tmp_path: Path) -> None:
     seed = tmp_path / "seed.json"
-    seed.write_text(
-        json.dumps({"include_defaults": True, "c2m_accounts": [{"username": "u", "password": "p"}]})
-    )
+    seed.write_text(json.dumps({"include_defaults": True, "c2m_accounts": [{"username": "u", "password": "p"}]}))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [
@@ -1153,9 +1125,7 @@ def test_console_script(tmp_path: Path) -> None:
         r = requests.get(credit_url(base), auth=C2M_AUTH, timeout=5)
         assert r.status_code == 200 and xml_fields(r.text)["balance"] == "5.0"
         assert requests.get(credit_url(base), auth=("u", "p"), timeout=5).status_code == 200
-        r = requests.post(
-            f"{base}/oauth/token", auth=PB_AUTH, data={"grant_type": "client_credentials"}, timeout=5
-        )
+        r = requests.post(f"{base}/oauth/token", auth=PB_AUTH, data={"grant_type": "client_credentials"}, timeout=5)
         assert r.json()["expiresIn"] == "77"
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
