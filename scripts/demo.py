@@ -13,9 +13,9 @@ import tempfile
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="postage-demo-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from airflow_provider_postage.hooks.postage import get_postage_hook  # noqa: E402
-from airflow_provider_postage.operators.postage import balance_table  # noqa: E402
-from airflow_provider_postage.sandbox import SandboxServer, state  # noqa: E402
+from airflow_provider_postage.hooks.postage import get_postage_hook
+from airflow_provider_postage.operators.postage import balance_table
+from airflow_provider_postage.sandbox import SandboxServer, state
 
 DEMO_BILLING = {
     "billing_name": "Demo User",
