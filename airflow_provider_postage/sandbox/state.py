@@ -431,6 +431,12 @@ def _check_ttl(value: object) -> int:
     return value
 
 
+def _check_settle(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidSettingError(f"settle_seconds must be an integer number of seconds >= 0, got {value!r}")
+    return value
+
+
 def _check_reply(value: object) -> C2MPurchaseReply:
     if value not in C2M_PURCHASE_REPLIES:
         raise InvalidSettingError(f"c2m_purchase_reply must be one of {C2M_PURCHASE_REPLIES}, got {value!r}")
@@ -674,6 +680,8 @@ class _C2MAccount:
     allow_negative: bool
     environment: C2MEnvironment
     drain: _Drain | None = None
+    #: Purchased credit not visible yet: (visible at, clock ns; amount).
+    pending: list[tuple[int, Decimal]] = field(default_factory=list)
 
 
 @dataclass
@@ -697,6 +705,7 @@ class _PBMerchant:
     line_of_credit: _LineOfCredit | None
     fund_enabled: bool
     drain: _Drain | None = None
+    pending: list[tuple[int, Decimal]] = field(default_factory=list)
 
 
 @dataclass
@@ -750,6 +759,7 @@ class SandboxState:
         self._token_ttl = DEFAULT_TOKEN_TTL
         self._c2m_purchase_reply: C2MPurchaseReply = "full"
         self._pb_duplicate_transaction: PBDuplicatePolicy = "replay"
+        self._settle_seconds = 0
         self.reset()
 
     @classmethod
@@ -781,6 +791,7 @@ class SandboxState:
             self._token_ttl = seed.token_ttl
             self._c2m_purchase_reply = seed.c2m_purchase_reply
             self._pb_duplicate_transaction = seed.pb_duplicate_transaction
+            self._settle_seconds = 0
 
     def _add_c2m(self, account: C2MAccountSeed) -> None:
         self._c2m[account.username] = _C2MAccount(
@@ -864,23 +875,42 @@ class SandboxState:
         with self._lock:
             self._pb_duplicate_transaction = policy
 
+    @property
+    def settle_seconds(self) -> int:
+        """Seconds before purchased credit and refills show in the balance (0: at once). Real
+        balances "do not reflect transactions still in progress"; this lets a sensor really wait."""
+        with self._lock:
+            return self._settle_seconds
+
+    @settle_seconds.setter
+    def settle_seconds(self, value: int) -> None:
+        seconds = _check_settle(value)
+        with self._lock:
+            self._settle_seconds = seconds
+
     def settings(self) -> dict[str, Any]:
         with self._lock:
             return {
                 "token_ttl": self._token_ttl,
                 "c2m_purchase_reply": self._c2m_purchase_reply,
                 "pb_duplicate_transaction": self._pb_duplicate_transaction,
+                "settle_seconds": self._settle_seconds,
             }
 
     def update_settings(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Set any of ``token_ttl``, ``c2m_purchase_reply``, ``pb_duplicate_transaction``."""
-        unknown = sorted(set(data) - {"token_ttl", "c2m_purchase_reply", "pb_duplicate_transaction"})
+        """Set any of ``token_ttl``, ``c2m_purchase_reply``, ``pb_duplicate_transaction``, ``settle_seconds``."""
+        unknown = sorted(
+            set(data) - {"token_ttl", "c2m_purchase_reply", "pb_duplicate_transaction", "settle_seconds"}
+        )
         if unknown:
             raise InvalidSettingError(f"unknown settings: {unknown}")
         ttl = _check_ttl(data["token_ttl"]) if "token_ttl" in data else None
         reply = _check_reply(data["c2m_purchase_reply"]) if "c2m_purchase_reply" in data else None
         dup = _check_dup(data["pb_duplicate_transaction"]) if "pb_duplicate_transaction" in data else None
+        settle = _check_settle(data["settle_seconds"]) if "settle_seconds" in data else None
         with self._lock:
+            if settle is not None:
+                self._settle_seconds = settle
             if ttl is not None:
                 self._token_ttl = ttl
             if reply is not None:
@@ -904,10 +934,22 @@ class SandboxState:
             current = max(current, min(drain.start, Decimal("0.00")))
         return current.quantize(CENT)
 
+    def _matured(self, pending: list[tuple[int, Decimal]]) -> Decimal:
+        """Take the pending credit whose time has come out of ``pending``; return its sum."""
+        now = self._clock()
+        due = [amount for visible_ns, amount in pending if visible_ns <= now]
+        pending[:] = [(visible_ns, amount) for visible_ns, amount in pending if visible_ns > now]
+        return sum(due, Decimal("0.00"))
+
     def _c2m_balance_now(self, account: _C2MAccount) -> Decimal:
+        if account.pending and (arrived := self._matured(account.pending)):
+            now = self._current(account.balance, account.drain, account.allow_negative)
+            self._set_c2m_value(account, now + arrived)
         return self._current(account.balance, account.drain, account.allow_negative)
 
     def _pb_balance_now(self, merchant: _PBMerchant) -> Decimal:
+        if merchant.pending and (arrived := self._matured(merchant.pending)):
+            self._set_pb_value(merchant, self._current(merchant.available_balance, merchant.drain, False) + arrived)
         return self._current(merchant.available_balance, merchant.drain, False)
 
     def _set_c2m_value(self, account: _C2MAccount, value: Decimal) -> None:
@@ -1226,7 +1268,10 @@ class SandboxState:
             raise InvalidSettingError("purchase amount must be positive")
         with self._lock:
             account = self._account(username)
-            self._set_c2m_value(account, self._c2m_balance_now(account) + amount)
+            if self._settle_seconds:
+                account.pending.append((self._clock() + self._settle_seconds * 1_000_000_000, amount))
+            else:
+                self._set_c2m_value(account, self._c2m_balance_now(account) + amount)
             purchase = Purchase(
                 username=username,
                 amount=amount,
@@ -1334,7 +1379,10 @@ class SandboxState:
             if loc is not None:
                 loc.available_credit -= value
                 loc.balance_owed += value
-            self._set_pb_value(merchant, self._pb_balance_now(merchant) + value)
+            if self._settle_seconds:
+                merchant.pending.append((self._clock() + self._settle_seconds * 1_000_000_000, value))
+            else:
+                self._set_pb_value(merchant, self._pb_balance_now(merchant) + value)
             refill = Refill(
                 prn=prn,
                 amount=value,

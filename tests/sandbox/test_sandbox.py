@@ -967,6 +967,7 @@ def test_control_routes(url: str, state: SandboxState) -> None:
         "token_ttl": 35999,
         "c2m_purchase_reply": "full",
         "pb_duplicate_transaction": "replay",
+        "settle_seconds": 0,
     }
 
     r = requests.post(f"{url}/_sandbox/c2m/accounts/demo-user", json={"balance": 7.25, "allow_negative": True})
@@ -1146,3 +1147,14 @@ def test_fault_after_lets_earlier_calls_through(server: SandboxServer, state: Sa
     auth = (DEFAULT_C2M_USERNAME, DEFAULT_C2M_PASSWORD)
     codes = [requests.get(f"{server.url}/molpro/credit", auth=auth, timeout=5).status_code for _ in range(4)]
     assert codes == [200, 200, 503, 200]
+
+
+def test_settle_seconds_delays_purchased_credit(server: SandboxServer, state: SandboxState) -> None:
+    state.settle_seconds = 1
+    before = state.c2m_balance()
+    state.c2m_apply_purchase(DEFAULT_C2M_USERNAME, Decimal("10.00"))
+    assert state.c2m_balance() == before
+    time.sleep(1.1)
+    assert state.c2m_balance() == before + Decimal("10.00")
+    reply = requests.post(f"{server.url}/_sandbox/settings", json={"settle_seconds": 0}, timeout=5)
+    assert reply.json()["settle_seconds"] == 0
