@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--token-ttl", type=int, metavar="SECONDS", help="lifetime of Pitney Bowes tokens (default 35999)"
     )
+    parser.add_argument(
+        "--settle-seconds",
+        type=int,
+        metavar="SECONDS",
+        help="delay before purchased credit and refills show in balances (default 0)",
+    )
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     return parser
 
@@ -82,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = SandboxState(seed)
         if args.token_ttl is not None:
             state.token_ttl = args.token_ttl
+        if args.settle_seconds is not None:
+            state.settle_seconds = args.settle_seconds
     except (OSError, InvalidSettingError) as exc:
         print(f"postage-sandbox: {exc}", file=sys.stderr)
         return 2
