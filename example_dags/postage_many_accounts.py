@@ -3,9 +3,11 @@
 
 The accounts come from the Airflow Variable `postage_accounts` (JSON): a list of
 `{"postage_conn_id": ..., "top_up_to": ...}` (a plain connection id uses `default_top_up_to`).
-Dynamic task mapping reads and tops up each account in its own task instance, so one failing account
-(bad credentials, a declined card) does not stop the others. The run ends with a report of every
-account; the report fails the run, after listing everything, when any account failed.
+Dynamic task mapping reads each account, then a mapped task group tops it up and waits (deferrable)
+until the funds are visible, per account, so one failing account (bad credentials, a declined card)
+does not stop the others. Waiting matters: balances do not show purchases still in progress, and the
+next hourly run must not buy again what this run bought. The run ends with a report of every account;
+the report fails the run, after listing everything, when any account failed.
 
 Example: `airflow variables set postage_accounts '["postage_click2mail", "postage_pitney_bowes"]'`
 """
@@ -13,14 +15,18 @@ Example: `airflow variables set postage_accounts '["postage_click2mail", "postag
 from __future__ import annotations
 
 import datetime as dt
+import os
 from typing import Any
 
-from airflow.providers.common.compat.sdk import DAG, Param, TriggerRule, Variable, task
+from airflow.providers.common.compat.sdk import DAG, Param, TriggerRule, Variable, task, task_group
 
 from airflow_provider_postage.operators.postage import FetchBalancesOperator, PurchaseCreditOperator
+from airflow_provider_postage.sensors.postage import BalanceThresholdSensor
 
 CLICK2MAIL_CONN_ID = "postage_click2mail"
 PITNEY_BOWES_CONN_ID = "postage_pitney_bowes"
+#: Seconds between balance polls while waiting for funds (POSTAGE_EXAMPLE_POKE_SECONDS shortens it).
+POKE_SECONDS = float(os.environ.get("POSTAGE_EXAMPLE_POKE_SECONDS", "60"))
 
 with DAG(
     dag_id="postage_many_accounts",
@@ -59,22 +65,42 @@ with DAG(
     def conn_ids(plan: list[dict[str, str]]) -> list[str]:
         return [account["postage_conn_id"] for account in plan]
 
-    plan = accounts()
-    balances = FetchBalancesOperator.partial(task_id="balances").expand(postage_conn_ids=conn_ids(plan))
-    top_up = PurchaseCreditOperator.partial(task_id="top_up", max_amount="500").expand_kwargs(plan)
-    balances >> top_up
+    @task_group
+    def fund(postage_conn_id: str, top_up_to: str) -> None:
+        """One account: top up, then wait until the funds show."""
+        top_up = PurchaseCreditOperator(
+            task_id="top_up", postage_conn_id=postage_conn_id, top_up_to=top_up_to, max_amount="500"
+        )
+        wait = BalanceThresholdSensor(
+            task_id="wait_for_funds",
+            postage_conn_id=postage_conn_id,
+            threshold=top_up_to,
+            deferrable=True,
+            poke_interval=POKE_SECONDS,
+            timeout=2 * 60 * 60,
+            retries=0,
+        )
+        top_up >> wait
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
-    def report(plan: list[dict[str, str]], purchases: list[dict[str, Any]]) -> dict[str, Any]:
-        """One line per account; failed accounts are those whose top-up left no result."""
-        done = {p["conn_id"]: p for p in purchases}
-        failed = [a["postage_conn_id"] for a in plan if a["postage_conn_id"] not in done]
-        for account in plan:
-            p = done.get(account["postage_conn_id"])
-            line = "FAILED (see its top_up task log)" if p is None else f"{p['status']} {p['amount'] or ''}"
+    def report(plan: list[dict[str, str]], ti: Any = None) -> dict[str, Any]:
+        """One line per account; an account failed when its top-up or its wait did not succeed."""
+        indexes = list(range(len(plan)))
+        purchases = ti.xcom_pull(task_ids="fund.top_up", map_indexes=indexes) or []
+        waits = ti.xcom_pull(task_ids="fund.wait_for_funds", map_indexes=indexes) or []
+        failed = []
+        for account, purchase, balance in zip(plan, purchases, waits, strict=False):
+            if purchase is None or balance is None:
+                failed.append(account["postage_conn_id"])
+                line = "FAILED (see the fund task group's logs)"
+            else:
+                line = f"{purchase['status']:<16} {purchase['amount'] or '':>8}  now {balance['available']}"
             print(f"{account['postage_conn_id']:<28} target {account['top_up_to']:>10}  {line}")
         if failed:
             raise RuntimeError(f"{len(failed)} of {len(plan)} accounts failed: {', '.join(failed)}")
-        return {"accounts": len(plan), "results": list(purchases)}
+        return {"accounts": len(plan), "results": purchases}
 
-    report(plan, top_up.output)
+    plan = accounts()
+    balances = FetchBalancesOperator.partial(task_id="balances").expand(postage_conn_ids=conn_ids(plan))
+    funded = fund.expand_kwargs(plan)
+    balances >> funded >> report(plan)

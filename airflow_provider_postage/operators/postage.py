@@ -9,6 +9,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, Context
 
 from airflow_provider_postage._journal import journal_location, purchase_journal
+from airflow_provider_postage._templating import known_at_parse_time
 from airflow_provider_postage.hooks.postage import PostageHook, get_postage_hook
 from airflow_provider_postage.protocol import pitney_bowes as pb
 from airflow_provider_postage.protocol.errors import PostageAPIError, PostageError, PostageValidationError
@@ -24,10 +25,6 @@ PURCHASED = "purchased"
 SKIPPED = "skipped"
 DRY_RUN = "dry_run"
 ALREADY_APPLIED = "already_applied"
-
-
-def _is_template(value: object) -> bool:
-    return isinstance(value, str) and "{{" in value
 
 
 def balance_table(balances: list[Balance]) -> str:
@@ -132,11 +129,11 @@ class PurchaseCreditOperator(BaseOperator):
         self.purchase_dry_run = dry_run
         self.hook_params = hook_params or {}
         # Values known at parse time are checked now, so a bad DAG fails to load, not at 3 a.m.
-        if amount is not None and not _is_template(amount):
+        if amount is not None and known_at_parse_time(amount):
             parse_amount(amount)
-        if top_up_to is not None and not _is_template(top_up_to):
+        if top_up_to is not None and known_at_parse_time(top_up_to):
             parse_threshold(top_up_to, field="top_up_to")
-        if not _is_template(max_amount):
+        if known_at_parse_time(max_amount):
             parse_amount(max_amount, field="max_amount")
 
     # --- helpers ----------------------------------------------------------------------------------

@@ -10,15 +10,12 @@ from typing import Any
 from airflow.providers.common.compat.sdk import AirflowException, BaseSensorOperator, Context, PokeReturnValue, conf
 
 from airflow_provider_postage import _conditions
+from airflow_provider_postage._templating import known_at_parse_time
 from airflow_provider_postage.hooks.postage import get_postage_hook
 from airflow_provider_postage.protocol.money import format_money
 from airflow_provider_postage.triggers.postage import BalanceThresholdTrigger
 
 __all__ = ["BalanceThresholdSensor"]
-
-
-def _is_template(value: object) -> bool:
-    return isinstance(value, str) and "{{" in value
 
 
 class BalanceThresholdSensor(BaseSensorOperator):
@@ -57,9 +54,9 @@ class BalanceThresholdSensor(BaseSensorOperator):
         self.condition = _conditions.validate_condition(condition)
         self.deferrable = deferrable
         # Fail at DAG parse time where the value is already known; templates are checked once rendered.
-        if not _is_template(threshold):
+        if known_at_parse_time(threshold):
             _conditions.validate_threshold(threshold)
-        if not _is_template(account_type):
+        if known_at_parse_time(account_type):
             _conditions.validate_account_type(account_type)
 
     def _checked(self) -> tuple[Decimal, str | None]:
