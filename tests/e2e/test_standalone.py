@@ -1,0 +1,208 @@
+"""End to end on a real Airflow: scheduler, DAG processor, triggerer and API server (``airflow
+standalone``, LocalExecutor, SQLite) run the example DAGs against the sandbox, triggered through the
+REST API as a user would. Slow (a couple of minutes), so it runs once, on Airflow 3 only: the REST API
+v2 and ``airflow standalone``'s process set are Airflow 3's."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import airflow
+import httpx
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+#: Bought funds show this long after the purchase: longer than a LocalExecutor takes to start the
+#: sensor after the purchase task, so the sensor's first poke misses them and it must defer.
+SETTLE_SECONDS = 20
+
+pytestmark = pytest.mark.skipif(
+    not airflow.__version__.startswith("3."), reason="airflow standalone with the REST API v2 is Airflow 3"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class World:
+    def __init__(self, api: str, sandbox: str, home: Path) -> None:
+        self.api = api
+        self.sandbox = sandbox
+        self.home = home
+        self.client = httpx.Client(timeout=30)
+        token = self.client.get(f"{api}/auth/token").json()["access_token"]
+        self.client.headers["Authorization"] = f"Bearer {token}"
+
+    def counters(self) -> dict[str, Any]:
+        return httpx.get(f"{self.sandbox}/_sandbox/counters", timeout=10).json()
+
+    def balances(self) -> dict[str, Any]:
+        return httpx.get(f"{self.sandbox}/_sandbox/state", timeout=10).json()
+
+    def run_dag(self, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 240) -> list[dict[str, Any]]:
+        """Unpause, trigger one run through the REST API, and wait until every run of the DAG is done.
+
+        Unpausing a cron-scheduled DAG also makes the scheduler start its latest interval's run: the
+        assertions hold for both together (e.g. exactly one purchase, whichever run made it)."""
+        assert self.client.patch(f"{self.api}/api/v2/dags/{dag_id}", json={"is_paused": False}).status_code == 200
+        reply = self.client.post(
+            f"{self.api}/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}
+        )
+        assert reply.status_code == 200, reply.text
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            runs = self.client.get(f"{self.api}/api/v2/dags/{dag_id}/dagRuns").json()["dag_runs"]
+            if all(run["state"] in ("success", "failed") for run in runs):
+                assert (
+                    self.client.patch(f"{self.api}/api/v2/dags/{dag_id}", json={"is_paused": True}).status_code == 200
+                )
+                return runs
+            time.sleep(1)
+        raise AssertionError(f"{dag_id} runs did not finish in {timeout} s")
+
+    def deferred(self, dag_id: str, runs: list[dict[str, Any]], task_id: str) -> bool:
+        """A triggerer log next to the task's log: the task really deferred and the triggerer ran it."""
+        return any(self.trigger_logs(dag_id, run["dag_run_id"], task_id) for run in runs)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        reply = self.client.get(f"{self.api}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        return reply.json()["task_instances"]
+
+    def trigger_logs(self, dag_id: str, run_id: str, task_id: str) -> list[Path]:
+        folder = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        return sorted(folder.rglob("*.log.trigger.*.log"))
+
+
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (httpx.HTTPError, OSError, ValueError, KeyError):
+            pass
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    home = tmp_path_factory.mktemp("airflow-standalone")
+    sandbox_proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_postage.sandbox", "--port", "0", "--settle-seconds", str(SETTLE_SECONDS)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sandbox_proc.stdout is not None
+    sandbox_url = sandbox_proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+    assert sandbox_url.startswith("http://127.0.0.1:")
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import c2m_connection, pb_connection
+
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "POSTAGE_EXAMPLE_POKE_SECONDS": "1",
+        "AIRFLOW_CONN_POSTAGE_CLICK2MAIL": json.dumps(c2m_connection(sandbox_url)),
+        "AIRFLOW_CONN_POSTAGE_PITNEY_BOWES": json.dumps(pb_connection(sandbox_url)),
+        "AIRFLOW_VAR_POSTAGE_ACCOUNTS": json.dumps(
+            [{"postage_conn_id": "postage_click2mail", "top_up_to": "120"}, "postage_pitney_bowes"]
+        ),
+    }
+    log = open(home / "standalone.log", "w")  # noqa: SIM115 - closed in the finally below
+    airflow_proc = subprocess.Popen(
+        [str(VENV_BIN / "airflow"), "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    api = f"http://localhost:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(f"{api}/api/v2/monitor/health", timeout=5).status_code == 200, 240, "the API server"
+        )
+        world = World(api, sandbox_url, home)
+        wanted = {"postage_scheduled_top_up", "postage_shipping_gate", "postage_many_accounts"}
+        wait_until(
+            lambda: wanted <= {d["dag_id"] for d in world.client.get(f"{api}/api/v2/dags").json()["dags"]},
+            180,
+            "the example DAGs to be parsed",
+        )
+        yield world
+    finally:
+        root = psutil.Process(airflow_proc.pid)
+        family = [root, *root.children(recursive=True)]
+        os.killpg(airflow_proc.pid, signal.SIGTERM)
+        _, alive = psutil.wait_procs(family, timeout=30)
+        for proc in alive:
+            proc.kill()
+        psutil.wait_procs(alive, timeout=10)
+        sandbox_proc.terminate()
+        sandbox_proc.wait(timeout=10)
+        log.close()
+        leftovers = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        assert not leftovers, f"processes left behind: {leftovers}"
+
+
+def test_scheduled_top_up_buys_waits_deferred_and_reports(world: World) -> None:
+    runs = world.run_dag("postage_scheduled_top_up")
+    assert {run["state"] for run in runs} == {"success"}, (world.home / "standalone.log").read_text()[-5000:]
+    counters = world.counters()
+    assert [(p["username"], p["amount"]) for p in counters["purchases"]] == [("demo-user", "95.00")]
+    assert [(r["prn"], r["amount"]) for r in counters["refills"]] == [("900001", "238.00")]
+    assert world.deferred("postage_scheduled_top_up", runs, "wait_for_funds"), "the sensor never deferred"
+    state = world.balances()
+    assert state["c2m"]["accounts"]["demo-user"]["balance"] == "100.00"
+    assert state["pb"]["merchants"]["900001"]["available_balance"] == "250.50"
+
+
+def test_shipping_gate_refills_from_line_of_credit(world: World) -> None:
+    before = len(world.counters()["refills"])
+    runs = world.run_dag("postage_shipping_gate", {"job_cost": "400.00"})
+    assert [run["state"] for run in runs] == ["success"]
+    refills = world.counters()["refills"][before:]
+    assert [(r["amount"], r["source"]) for r in refills] == [("150.00", "line_of_credit")]
+    assert world.deferred("postage_shipping_gate", runs, "wait_for_postage"), "the sensor never deferred"
+    ship = [
+        ti for ti in world.task_instances("postage_shipping_gate", runs[0]["dag_run_id"]) if ti["task_id"] == "ship"
+    ]
+    assert [ti["state"] for ti in ship] == ["success"]
+    assert world.balances()["pb"]["merchants"]["900001"]["available_balance"] == "400.50"
+
+
+def test_many_accounts_from_variable(world: World) -> None:
+    purchases_before = len(world.counters()["purchases"])
+    refills_before = len(world.counters()["refills"])
+    runs = world.run_dag("postage_many_accounts")
+    assert {run["state"] for run in runs} == {"success"}
+    counters = world.counters()
+    assert [p["amount"] for p in counters["purchases"][purchases_before:]] == ["20.00"]  # target 120 from the Variable
+    assert counters["refills"][refills_before:] == []  # 400.50 is above the default target of 100.00
+    for run in runs:
+        tops = [
+            ti for ti in world.task_instances("postage_many_accounts", run["dag_run_id"]) if ti["task_id"] == "fund.top_up"
+        ]
+        assert sorted(ti["map_index"] for ti in tops) == [0, 1]
