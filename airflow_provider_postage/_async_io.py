@@ -17,13 +17,14 @@ import pendulum
 from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 from airflow.providers.common.compat.sdk import mask_secret
 
+from airflow_provider_postage import _conditions
 from airflow_provider_postage._tokens import TOKENS
 from airflow_provider_postage._transport import DEFAULT_TIMEOUT, asend
 from airflow_provider_postage.protocol import click2mail as c2m
 from airflow_provider_postage.protocol import pitney_bowes as pb
 from airflow_provider_postage.protocol.errors import PostageConfigError
 from airflow_provider_postage.protocol.http import HttpRequest, HttpResponse
-from airflow_provider_postage.protocol.records import Balance
+from airflow_provider_postage.protocol.records import CREDIT, POSTAGE, Balance
 
 if TYPE_CHECKING:
     import httpx
@@ -123,3 +124,11 @@ async def read_balances(
 
         balances = [replace(balance, conn_id=conn_id) for balance in balances]
     return balances
+
+
+async def read_balance(
+    settings: Settings, conn_id: str, account_type: str | None, *, timeout: tuple[float, float] = DEFAULT_TIMEOUT
+) -> Balance:
+    """One account's balance (the connection's main account when ``account_type`` is None)."""
+    main = CREDIT if isinstance(settings, c2m.Click2MailSettings) else POSTAGE
+    return _conditions.pick(await read_balances(settings, conn_id, timeout=timeout), account_type, main)

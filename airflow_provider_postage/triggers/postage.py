@@ -8,15 +8,18 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+try:
+    from airflow.triggers.base import BaseEventTrigger as _EventTriggerBase
+except ImportError:  # Airflow 2.11: no event-driven scheduling; the class still imports, unused
+    _EventTriggerBase = BaseTrigger  # type: ignore[misc,assignment]
+
 from airflow_provider_postage import _conditions
-from airflow_provider_postage._async_io import load_settings, read_balances
+from airflow_provider_postage._async_io import load_settings, read_balance
 from airflow_provider_postage._transport import DEFAULT_TIMEOUT
-from airflow_provider_postage.protocol import click2mail as c2m
 from airflow_provider_postage.protocol.errors import PostageError
 from airflow_provider_postage.protocol.money import format_money
-from airflow_provider_postage.protocol.records import CREDIT, POSTAGE
 
-__all__ = ["BalanceThresholdTrigger"]
+__all__ = ["BalanceThresholdTrigger", "LowBalanceEventTrigger"]
 
 
 class BalanceThresholdTrigger(BaseTrigger):
@@ -75,11 +78,9 @@ class BalanceThresholdTrigger(BaseTrigger):
         except PostageError as error:
             yield TriggerEvent({"status": "error", "message": str(error)})
             return
-        main = CREDIT if isinstance(settings, c2m.Click2MailSettings) else POSTAGE
         while True:
             try:
-                balances = await read_balances(settings, self.postage_conn_id, timeout=self.timeout)
-                balance = _conditions.pick(balances, self.account_type, main)
+                balance = await read_balance(settings, self.postage_conn_id, self.account_type, timeout=self.timeout)
             except Exception as error:
                 if _conditions.is_permanent(error):
                     yield TriggerEvent({"status": "error", "message": str(error)})
@@ -97,4 +98,68 @@ class BalanceThresholdTrigger(BaseTrigger):
                     self.condition.replace("_", " "),
                     self.threshold,
                 )
+            await asyncio.sleep(self.poke_interval)
+
+
+class LowBalanceEventTrigger(_EventTriggerBase):
+    """Watch an account for Airflow 3's event-driven scheduling: an ``AssetWatcher`` with this trigger
+    starts a DAG run each time the balance falls below ``threshold``.
+
+    It fires once per fall (edge-triggered) and re-arms when the balance is back at or above the
+    threshold, so a low balance that stays low while a top-up is on its way does not start a run per
+    poll. It only reads, never stops on errors (a watcher that ended would watch nothing), and sleeps
+    ``poke_interval`` between polls. Event payload: ``{"status": "below", "threshold", "balance"}``.
+    """
+
+    def __init__(
+        self,
+        postage_conn_id: str,
+        threshold: str,
+        account_type: str | None = None,
+        poke_interval: float = 60.0,
+        timeout: tuple[float, float] | list[float] = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__()
+        self.postage_conn_id = postage_conn_id
+        self.threshold = format_money(_conditions.validate_threshold(threshold))
+        self.account_type = _conditions.validate_account_type(account_type)
+        if poke_interval <= 0:
+            raise ValueError("poke_interval must be positive")
+        self.poke_interval = float(poke_interval)
+        connect, read = timeout
+        self.timeout = (float(connect), float(read))
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "postage_conn_id": self.postage_conn_id,
+                "threshold": self.threshold,
+                "account_type": self.account_type,
+                "poke_interval": self.poke_interval,
+                "timeout": list(self.timeout),
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        threshold = _conditions.validate_threshold(self.threshold)
+        armed = True
+        settings = None
+        while True:
+            try:
+                if settings is None:
+                    settings = await load_settings(self.postage_conn_id)
+                balance = await read_balance(settings, self.postage_conn_id, self.account_type, timeout=self.timeout)
+            except Exception as error:
+                self.log.warning(
+                    "%s: %s; watching on, next poll in %ss", self.postage_conn_id, error, self.poke_interval
+                )
+            else:
+                below = _conditions.is_met(balance, threshold, _conditions.BELOW)
+                if below and armed:
+                    self.log.info(
+                        "%s balance %s fell below %s", self.postage_conn_id, balance.available, self.threshold
+                    )
+                    yield TriggerEvent({"status": "below", "threshold": self.threshold, "balance": balance.to_dict()})
+                armed = not below
             await asyncio.sleep(self.poke_interval)

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 #: Bought funds show this long after the purchase: longer than a LocalExecutor takes to start the
 #: sensor after the purchase task, so the sensor's first poke misses them and it must defer.
-SETTLE_SECONDS = 20
+SETTLE_SECONDS = 15
 
 pytestmark = pytest.mark.skipif(
     not airflow.__version__.startswith("3."), reason="airflow standalone with the REST API v2 is Airflow 3"
@@ -103,7 +103,15 @@ def wait_until(check: Any, timeout: float, what: str) -> None:
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home = tmp_path_factory.mktemp("airflow-standalone")
     sandbox_proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_postage.sandbox", "--port", "0", "--settle-seconds", str(SETTLE_SECONDS)],
+        [
+            sys.executable,
+            "-m",
+            "airflow_provider_postage.sandbox",
+            "--port",
+            "0",
+            "--settle-seconds",
+            str(SETTLE_SECONDS),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -145,7 +153,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             lambda: httpx.get(f"{api}/api/v2/monitor/health", timeout=5).status_code == 200, 240, "the API server"
         )
         world = World(api, sandbox_url, home)
-        wanted = {"postage_scheduled_top_up", "postage_shipping_gate", "postage_many_accounts"}
+        wanted = {
+            "postage_scheduled_top_up",
+            "postage_shipping_gate",
+            "postage_many_accounts",
+            "postage_low_balance_top_up",
+        }
         wait_until(
             lambda: wanted <= {d["dag_id"] for d in world.client.get(f"{api}/api/v2/dags").json()["dags"]},
             180,
@@ -203,6 +216,28 @@ def test_many_accounts_from_variable(world: World) -> None:
     assert counters["refills"][refills_before:] == []  # 400.50 is above the default target of 100.00
     for run in runs:
         tops = [
-            ti for ti in world.task_instances("postage_many_accounts", run["dag_run_id"]) if ti["task_id"] == "fund.top_up"
+            ti
+            for ti in world.task_instances("postage_many_accounts", run["dag_run_id"])
+            if ti["task_id"] == "fund.top_up"
         ]
         assert sorted(ti["map_index"] for ti in tops) == [0, 1]
+
+
+def test_low_balance_watch_tops_up_when_the_balance_falls(world: World) -> None:
+    """Airflow 3's event-driven shape: the asset watcher on the triggerer starts the run by itself."""
+    dag_id = "postage_low_balance_top_up"
+    purchases_before = len(world.counters()["purchases"])
+    assert world.client.patch(f"{world.api}/api/v2/dags/{dag_id}", json={"is_paused": False}).status_code == 200
+    time.sleep(5)  # the watcher sees 120.00, above the low-water mark: armed, no run
+    assert world.client.get(f"{world.api}/api/v2/dags/{dag_id}/dagRuns").json()["total_entries"] == 0
+    httpx.post(f"{world.sandbox}/_sandbox/c2m/accounts/demo-user", json={"balance": "30.00"}, timeout=10)
+
+    def one_finished_run() -> bool:
+        runs = world.client.get(f"{world.api}/api/v2/dags/{dag_id}/dagRuns").json()["dag_runs"]
+        return len(runs) >= 1 and all(run["state"] in ("success", "failed") for run in runs)
+
+    wait_until(one_finished_run, 180, "the watcher's DAG run")
+    runs = world.client.get(f"{world.api}/api/v2/dags/{dag_id}/dagRuns").json()["dag_runs"]
+    assert [(run["state"], run["run_type"]) for run in runs] == [("success", "asset_triggered")]
+    assert [p["amount"] for p in world.counters()["purchases"][purchases_before:]] == ["70.00"]
+    assert world.balances()["c2m"]["accounts"]["demo-user"]["balance"] == "100.00"
