@@ -31,21 +31,24 @@ if TYPE_CHECKING:
 
 Settings = c2m.Click2MailSettings | pb.PitneyBowesSettings
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
 _inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future[list[Balance]]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def shared_client() -> httpx.AsyncClient:
-    """The loop's one client: thousands of triggers share its connection pool."""
+def shared_client(verify: bool = True) -> httpx.AsyncClient:
+    """The loop's one client (per TLS setting): thousands of triggers share its connection pool."""
     import httpx
 
     loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
+    clients = _clients.setdefault(loop, {})
+    client = clients.get(verify)
     if client is None:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
-        client = _clients[loop] = httpx.AsyncClient(trust_env=False, limits=limits)
+        client = clients[verify] = httpx.AsyncClient(trust_env=False, limits=limits, verify=verify)
     return client
 
 
@@ -84,7 +87,7 @@ async def _pb_token(settings: pb.PitneyBowesSettings, send: Callable[[HttpReques
 
 
 async def _read(settings: Settings, conn_id: str, timeout: tuple[float, float]) -> list[Balance]:
-    client = shared_client()
+    client = shared_client(settings.verify)
 
     async def send(request: HttpRequest) -> HttpResponse:
         return await asend(client, request, timeout=timeout)

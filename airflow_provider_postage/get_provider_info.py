@@ -20,6 +20,12 @@ def _text(label, description=None, default=None, enum=None, password=False):
     return field
 
 
+_VERIFY_SSL = {
+    "label": "Verify TLS certificates",
+    "description": "Turn off only for a private endpoint with a self-signed certificate",
+    "schema": {"type": ["boolean", "null"], "default": True},
+}
+
 CLICK2MAIL_FIELDS = {
     "environment": _text(
         "Environment",
@@ -37,6 +43,7 @@ CLICK2MAIL_FIELDS = {
     "card_exp_year": _text("Card expiry year", "2 or 4 digits"),
     "card_cvv": _text("Card CVV", "3 digits (4 for American Express)", password=True),
     "card_type": _text("Card type", "VI, MC, DI or AE", default="VI", enum=["VI", "MC", "DI", "AE"]),
+    "verify_ssl": _VERIFY_SSL,
 }
 
 PITNEY_BOWES_FIELDS = {
@@ -50,6 +57,7 @@ PITNEY_BOWES_FIELDS = {
     "postal_reporting_number": _text(
         "Postal reporting number", "The merchant's Shipper ID, from Get Merchant Accounts"
     ),
+    "verify_ssl": _VERIFY_SSL,
 }
 
 CLICK2MAIL_UI = {

@@ -74,6 +74,7 @@ def test_providers_manager_sees_both_connection_types() -> None:
         "extra__pitney_bowes__environment",
         "extra__pitney_bowes__developer_id",
         "extra__pitney_bowes__postal_reporting_number",
+        "extra__pitney_bowes__verify_ssl",
     }
     assert manager.field_behaviours["click2mail"]["relabeling"]["login"] == "Username"
 

@@ -57,7 +57,7 @@ def _legacy_form_widgets(fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Airflow 2.11's wtforms widgets, generated from the declarative ``conn-fields``."""
     from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
     from flask_babel import lazy_gettext
-    from wtforms import PasswordField, StringField
+    from wtforms import BooleanField, PasswordField, StringField
 
     widgets: dict[str, Any] = {}
     for name, spec in fields.items():
@@ -65,7 +65,9 @@ def _legacy_form_widgets(fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"description": spec.get("description")}
         if "default" in schema:
             kwargs["default"] = schema["default"]
-        if schema.get("format") == "password":
+        if "boolean" in schema["type"]:
+            widgets[name] = BooleanField(lazy_gettext(spec["label"]), **kwargs)
+        elif schema.get("format") == "password":
             widgets[name] = PasswordField(lazy_gettext(spec["label"]), widget=BS3PasswordFieldWidget(), **kwargs)
         else:
             widgets[name] = StringField(lazy_gettext(spec["label"]), widget=BS3TextFieldWidget(), **kwargs)
@@ -115,6 +117,7 @@ class PostageHook(BaseHook):
         self.max_attempts = max_attempts
         self._backoff = (backoff_initial, backoff_max)
         self._session: requests.Session | None = None
+        self._warned_insecure = False
 
     # --- public interface -------------------------------------------------------------------------
 
@@ -190,7 +193,11 @@ class PostageHook(BaseHook):
             self._session = None
 
     def _send(self, request: HttpRequest) -> HttpResponse:
-        return send(self.session, request, timeout=self.timeout)
+        verify = bool(self.settings.verify)
+        if not verify and not self._warned_insecure:
+            log.warning("%s: TLS certificate verification is off (verify_ssl: false)", self.postage_conn_id)
+            self._warned_insecure = True
+        return send(self.session, request, timeout=self.timeout, verify=verify)
 
     def _retrying(self, retry_on: Callable[[BaseException], bool]) -> Retrying:
         initial, maximum = self._backoff

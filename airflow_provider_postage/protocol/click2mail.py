@@ -21,7 +21,13 @@ from airflow_provider_postage.protocol.errors import (
     PostageConfigError,
     PostageResponseError,
 )
-from airflow_provider_postage.protocol.http import HttpRequest, HttpResponse, basic_auth, normalize_base_url
+from airflow_provider_postage.protocol.http import (
+    HttpRequest,
+    HttpResponse,
+    basic_auth,
+    normalize_base_url,
+    verify_tls,
+)
 from airflow_provider_postage.protocol.money import format_money, parse_amount
 from airflow_provider_postage.protocol.records import CLICK2MAIL, CREDIT, Balance, PurchaseResult
 
@@ -71,6 +77,8 @@ class Click2MailSettings:
     environment: str
     base_url: str
     billing_extras: Mapping[str, Any] = field(repr=False, default_factory=dict)
+    #: TLS certificate verification; only a connection's explicit ``verify_ssl: false`` turns it off.
+    verify: bool = True
 
 
 def _extra(extra: Mapping[str, Any], name: str) -> Any:
@@ -95,7 +103,8 @@ def settings_from_connection(
     if host and not base_url.endswith("/molpro"):
         base_url = f"{base_url}/molpro"
     billing = {name: _extra(extra, name) for name in (*BILLING_FIELDS, *CARD_FIELDS)}
-    return Click2MailSettings(login, password, environment, base_url, billing)
+    verify = verify_tls(_extra(extra, "verify_ssl"))
+    return Click2MailSettings(login, password, environment, base_url, billing, verify)
 
 
 def luhn_ok(number: str) -> bool:

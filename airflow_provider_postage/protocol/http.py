@@ -64,6 +64,20 @@ def normalize_base_url(url: str, *, field_name: str = "host") -> str:
     return url.rstrip("/")
 
 
+def verify_tls(value: object) -> bool:
+    """The ``verify_ssl`` extra: on unless a connection turns it off explicitly (a private endpoint)."""
+    if value is None or value == "":
+        return True
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise PostageConfigError("verify_ssl", "must be true or false")
+
+
 def origin(url: str) -> tuple[str, str, int | None]:
     """Scheme, host and port: credentials may only be sent where the configured host points."""
     parts = urlsplit(url)

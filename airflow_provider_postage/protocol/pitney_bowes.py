@@ -19,7 +19,13 @@ from airflow_provider_postage.protocol.errors import (
     PostageResponseError,
     PostageValidationError,
 )
-from airflow_provider_postage.protocol.http import HttpRequest, HttpResponse, basic_auth, normalize_base_url
+from airflow_provider_postage.protocol.http import (
+    HttpRequest,
+    HttpResponse,
+    basic_auth,
+    normalize_base_url,
+    verify_tls,
+)
 from airflow_provider_postage.protocol.money import parse_amount
 from airflow_provider_postage.protocol.records import (
     LINE_OF_CREDIT,
@@ -52,6 +58,8 @@ class PitneyBowesSettings:
     host: str
     developer_id: str
     postal_reporting_number: str
+    #: TLS certificate verification; only a connection's explicit ``verify_ssl: false`` turns it off.
+    verify: bool = True
 
     @property
     def token_url(self) -> str:
@@ -99,7 +107,10 @@ def settings_from_connection(
         if not _PATH_SEGMENT.match(value):
             raise PostageConfigError(name, "may hold only letters, digits, '.', '-' and '_'")
         ids[name] = value
-    return PitneyBowesSettings(login, password, environment, base, ids["developer_id"], ids["postal_reporting_number"])
+    verify = verify_tls(_extra(extra, "verify_ssl"))
+    return PitneyBowesSettings(
+        login, password, environment, base, ids["developer_id"], ids["postal_reporting_number"], verify
+    )
 
 
 def validate_refill_amount(amount: object) -> Decimal:
