@@ -58,6 +58,10 @@ def send(
             return HttpResponse(reply.status_code, headers, bytes(body))
     except requests.ConnectTimeout:
         raise PostageTransportError(f"{_where(request)}: connect timeout", request_sent=False) from None
+    except requests.exceptions.SSLError:
+        raise PostageTransportError(
+            f"{_where(request)}: TLS handshake failed (certificate not trusted?)", request_sent=False
+        ) from None
     except requests.ConnectionError as error:
         reason = getattr(error.args[0], "reason", None) if error.args else None
         if isinstance(reason, (NewConnectionError, NameResolutionError)):
