@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+#: Distinctive secrets: after the runs, none may appear in any file Airflow wrote (logs, the metadata
+#: database with its XComs, rendered fields, serialized DAGs and trigger rows).
+C2M_PASSWORD = "Xyzzy-C2M-pass-4417"
+CARD_NUMBER = "4000056655665556"
+CVV = "739"
+PB_SECRET = "Plugh-PB-secret-9932"
+WRONG_PB_SECRET = "Wrong-PB-secret-5150"
+SANDBOX_TOKEN = re.compile(rb"sbxtok-[A-Za-z0-9_-]{20,}")
+
 #: Bought funds show this long after the purchase: longer than a LocalExecutor takes to start the
 #: sensor after the purchase task, so the sensor's first poke misses them and it must defer.
 SETTLE_SECONDS = 15
@@ -102,6 +112,16 @@ def wait_until(check: Any, timeout: float, what: str) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     home = tmp_path_factory.mktemp("airflow-standalone")
+    seed = home / "sandbox-seed.json"
+    seed.write_text(
+        json.dumps(
+            {
+                "include_defaults": True,
+                "c2m_accounts": [{"username": "demo-user", "password": C2M_PASSWORD, "balance": "5.00"}],
+                "pb_credentials": [{"api_key": "demo-api-key", "api_secret": PB_SECRET, "developer_id": "44440000"}],
+            }
+        )
+    )
     sandbox_proc = subprocess.Popen(
         [
             sys.executable,
@@ -111,6 +131,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "0",
             "--settle-seconds",
             str(SETTLE_SECONDS),
+            "--seed",
+            str(seed),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -122,6 +144,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import c2m_connection, pb_connection
 
+    c2m_secrets = {"card_number": CARD_NUMBER, "card_cvv": CVV}
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
@@ -137,8 +160,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
         "POSTAGE_EXAMPLE_POKE_SECONDS": "1",
-        "AIRFLOW_CONN_POSTAGE_CLICK2MAIL": json.dumps(c2m_connection(sandbox_url)),
-        "AIRFLOW_CONN_POSTAGE_PITNEY_BOWES": json.dumps(pb_connection(sandbox_url)),
+        "AIRFLOW_CONN_POSTAGE_CLICK2MAIL": json.dumps(
+            {**c2m_connection(sandbox_url, **c2m_secrets), "password": C2M_PASSWORD}
+        ),
+        "AIRFLOW_CONN_POSTAGE_PITNEY_BOWES": json.dumps({**pb_connection(sandbox_url), "password": PB_SECRET}),
+        "AIRFLOW_CONN_POSTAGE_PB_WRONG_SECRET": json.dumps({**pb_connection(sandbox_url), "password": WRONG_PB_SECRET}),
         "AIRFLOW_VAR_POSTAGE_ACCOUNTS": json.dumps(
             [{"postage_conn_id": "postage_click2mail", "top_up_to": "120"}, "postage_pitney_bowes"]
         ),
@@ -169,7 +195,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         root = psutil.Process(airflow_proc.pid)
         family = [root, *root.children(recursive=True)]
         os.killpg(airflow_proc.pid, signal.SIGTERM)
-        _, alive = psutil.wait_procs(family, timeout=30)
+        _, alive = psutil.wait_procs(family, timeout=10)
         for proc in alive:
             proc.kill()
         psutil.wait_procs(alive, timeout=10)
@@ -241,3 +267,31 @@ def test_low_balance_watch_tops_up_when_the_balance_falls(world: World) -> None:
     assert [(run["state"], run["run_type"]) for run in runs] == [("success", "asset_triggered")]
     assert [p["amount"] for p in world.counters()["purchases"][purchases_before:]] == ["70.00"]
     assert world.balances()["c2m"]["accounts"]["demo-user"]["balance"] == "100.00"
+
+
+def test_a_refused_secret_fails_the_task_with_the_api_message(world: World) -> None:
+    runs = world.run_dag("postage_shipping_gate", {"postage_conn_id": "postage_pb_wrong_secret", "job_cost": "1.00"})
+    failed = [run for run in runs if run["conf"].get("postage_conn_id") == "postage_pb_wrong_secret"]
+    assert [run["state"] for run in failed] == ["failed"]
+    logs = world.home / "logs" / "dag_id=postage_shipping_gate" / f"run_id={failed[0]['dag_run_id']}"
+    text = "\n".join(path.read_text() for path in logs.rglob("*.log"))
+    assert "1000032" in text and "Authentication error" in text  # the API's code and message reach the log
+
+
+def test_no_secret_in_anything_airflow_wrote(world: World) -> None:
+    """Runs last: logs, the SQLite metadata database (XComs, rendered template fields, serialized DAGs,
+    trigger rows, task instance notes) and Airflow's own console output, scanned byte for byte."""
+    files = [path for path in world.home.rglob("*") if path.is_file() and path.name != "sandbox-seed.json"]
+    assert any(path.name.startswith("airflow.db") for path in files)
+    assert any(".log.trigger." in path.name for path in files)
+    leaks = []
+    for path in files:
+        data = path.read_bytes()
+        for secret in (C2M_PASSWORD, CARD_NUMBER, PB_SECRET, WRONG_PB_SECRET):
+            if secret.encode() in data:
+                leaks.append(f"{secret} in {path}")
+        if SANDBOX_TOKEN.search(data):
+            leaks.append(f"a Pitney Bowes token in {path}")
+        if re.search(rb"(?i)(cvv|billingCvv)[^A-Za-z0-9]{0,6}" + CVV.encode(), data):
+            leaks.append(f"the CVV in {path}")
+    assert not leaks, leaks
