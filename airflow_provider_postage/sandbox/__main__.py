@@ -64,9 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Local, stateful emulator of the Click2Mail and Pitney Bowes APIs.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument(
-        "--port", type=int, default=8787, help="port to bind, 0 for any free one (default 8787)"
-    )
+    parser.add_argument("--port", type=int, default=8787, help="port to bind, 0 for any free one (default 8787)")
     parser.add_argument("--seed", metavar="FILE", help="JSON seed file (format in the module docstring)")
     parser.add_argument(
         "--token-ttl", type=int, metavar="SECONDS", help="lifetime of Pitney Bowes tokens (default 35999)"

@@ -166,9 +166,7 @@ class _DropMiddleware:
 # --------------------------------------------------------------------------------------------
 # Response helpers
 # --------------------------------------------------------------------------------------------
-def _response(
-    status: int, body: str, content_type: str | None, headers: dict[str, str] | None = None
-) -> Response:
+def _response(status: int, body: str, content_type: str | None, headers: dict[str, str] | None = None) -> Response:
     return Response(content=body, status_code=status, media_type=content_type or None, headers=headers)
 
 
@@ -256,11 +254,7 @@ def _wants_unified(request: Request) -> bool:
 
 
 def _pb_unified(code: str, description: str) -> dict[str, Any]:
-    return {
-        "errors": [
-            {"errorCode": code, "errorDescription": description, "additionalInfo": None, "parameters": []}
-        ]
-    }
+    return {"errors": [{"errorCode": code, "errorDescription": description, "additionalInfo": None, "parameters": []}]}
 
 
 def _pb_error_doc(unified: bool, code: str, description: str) -> dict[str, Any]:
@@ -277,9 +271,7 @@ def _pb_token_error_doc(code: str, message: str) -> list[dict[str, Any]]:
     return [{"errorCode": code, "message": message, "additionalInfo": None}]
 
 
-def _pb_unauthorized(
-    code: str = "PB-APIM-ERR-1003", description: str = "Invalid or expired token"
-) -> Response:
+def _pb_unauthorized(code: str = "PB-APIM-ERR-1003", description: str = "Invalid or expired token") -> Response:
     return _json(401, _pb_unified(code, description), {"WWW-Authenticate": "Bearer"})
 
 
@@ -418,9 +410,7 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
             if content_type == "application/x-www-form-urlencoded":
                 form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
             if form.get("grant_type") != "client_credentials":
-                return _json(
-                    400, _pb_token_error_doc("1000004", "Invalid grant_type: expected client_credentials")
-                )
+                return _json(400, _pb_token_error_doc("1000004", "Invalid grant_type: expected client_credentials"))
             issued = sandbox.pb_issue_token(*creds)
             if issued is None:  # credentials removed in between
                 return _json(401, _pb_token_error_doc("1000032", "Authentication error"))

@@ -216,7 +216,5 @@ def validate_fund_body(raw: bytes) -> FundRequest:
     if not isinstance(currency, str):
         raise RuleError("Invalid JSON structure: currencyCode must be a string", "1000050")
     if currency != "USD":
-        raise RuleError(
-            f"Unsupported currency code {currency!r}; only USD is supported", "PB-INVALID-CURRENCY"
-        )
+        raise RuleError(f"Unsupported currency code {currency!r}; only USD is supported", "PB-INVALID-CURRENCY")
     return FundRequest(amount=amount, currency_code=currency)

@@ -397,9 +397,7 @@ class Seed:
             pb_merchants=tuple(merchants.values()),
             token_ttl=_check_ttl(data.get("token_ttl", base.token_ttl)),
             c2m_purchase_reply=_check_reply(data.get("c2m_purchase_reply", base.c2m_purchase_reply)),
-            pb_duplicate_transaction=_check_dup(
-                data.get("pb_duplicate_transaction", base.pb_duplicate_transaction)
-            ),
+            pb_duplicate_transaction=_check_dup(data.get("pb_duplicate_transaction", base.pb_duplicate_transaction)),
         )
 
     @classmethod
@@ -445,9 +443,7 @@ def _check_reply(value: object) -> C2MPurchaseReply:
 
 def _check_dup(value: object) -> PBDuplicatePolicy:
     if value not in PB_DUPLICATE_POLICIES:
-        raise InvalidSettingError(
-            f"pb_duplicate_transaction must be one of {PB_DUPLICATE_POLICIES}, got {value!r}"
-        )
+        raise InvalidSettingError(f"pb_duplicate_transaction must be one of {PB_DUPLICATE_POLICIES}, got {value!r}")
     return value
 
 
@@ -899,9 +895,7 @@ class SandboxState:
 
     def update_settings(self, data: Mapping[str, Any]) -> dict[str, Any]:
         """Set any of ``token_ttl``, ``c2m_purchase_reply``, ``pb_duplicate_transaction``, ``settle_seconds``."""
-        unknown = sorted(
-            set(data) - {"token_ttl", "c2m_purchase_reply", "pb_duplicate_transaction", "settle_seconds"}
-        )
+        unknown = sorted(set(data) - {"token_ttl", "c2m_purchase_reply", "pb_duplicate_transaction", "settle_seconds"})
         if unknown:
             raise InvalidSettingError(f"unknown settings: {unknown}")
         ttl = _check_ttl(data["token_ttl"]) if "token_ttl" in data else None
@@ -1232,8 +1226,7 @@ class SandboxState:
                 "c2m": {"accounts": accounts},
                 "pb": {
                     "credentials": [
-                        {"api_key": c.api_key, "developer_id": c.developer_id}
-                        for c in self._pb_credentials.values()
+                        {"api_key": c.api_key, "developer_id": c.developer_id} for c in self._pb_credentials.values()
                     ],
                     "merchants": merchants,
                     "active_tokens": sum(1 for t in self._tokens.values() if t.expires_ns > now),
