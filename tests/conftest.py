@@ -165,7 +165,7 @@ class FakeTaskStateStore:
         self.values.pop(key, None)
 
 
-def task_context(ti: FakeTaskInstance, store: FakeTaskStateStore | None = None) -> dict[str, Any]:
+def task_context(ti: FakeTaskInstance, store: FakeTaskStateStore | None = None) -> Any:
     """A context for calling ``execute`` directly; without a store the journal is an Airflow Variable."""
     context: dict[str, Any] = {"ti": ti, "task_instance": ti, "run_id": ti.run_id, "params": {}}
     if store is not None:
@@ -198,3 +198,30 @@ def task_log(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[], str]]:
             yield lambda: "\n".join(str(event.get("event")) for event in events) + "\n" + caplog.text
     else:
         yield lambda: caplog.text
+
+
+@pytest.fixture
+def later(connections: SandboxState) -> Iterator[Callable[[str, int, Callable[[], None]], None]]:
+    """``later(endpoint, n, change)``: apply ``change`` to the sandbox from another thread once ``endpoint``
+    has seen ``n`` requests and their replies have had a moment to leave -- e.g. raise a balance after a
+    sensor's first poke, whenever that comes."""
+    import threading
+    import time
+
+    threads: list[threading.Thread] = []
+
+    def schedule(endpoint: str, n: int, change: Callable[[], None]) -> None:
+        def run() -> None:
+            deadline = time.monotonic() + 120
+            while connections.request_count(endpoint) < n and time.monotonic() < deadline:  # type: ignore[arg-type]
+                time.sleep(0.005)
+            time.sleep(0.05)
+            change()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        threads.append(thread)
+
+    yield schedule
+    for thread in threads:
+        thread.join(timeout=125)
