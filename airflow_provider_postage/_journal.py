@@ -1,6 +1,12 @@
 """Where a purchase writes down what it is about to do, so that the task's next try can tell whether
 it went through. On Airflow 3.3+ that is the task instance's own ``task_state_store`` (kept across
-tries); before 3.3, an Airflow Variable named after the task instance."""
+tries); before 3.3, an Airflow Variable named after the task instance.
+
+An entry is *open* while a purchase's outcome is not known. Once it is, the task state store keeps the
+result as a *done* entry, so that a try started after a crash between the purchase and the task's
+success (or a cleared task) reports the purchase instead of buying again. The Variable journal of
+Airflow 2.11 is deleted instead (Variables would pile up, one per purchase), which leaves that short
+window open there."""
 
 from __future__ import annotations
 
@@ -18,6 +24,12 @@ class PurchaseJournal(Protocol):
 
     def clear(self) -> None: ...
 
+    def complete(self, result: dict[str, Any]) -> None: ...
+
+
+def is_done(entry: dict[str, Any] | None) -> bool:
+    return bool(entry and entry.get("done"))
+
 
 class _TaskStateJournal:
     def __init__(self, store: Any) -> None:
@@ -34,6 +46,9 @@ class _TaskStateJournal:
 
     def clear(self) -> None:
         self._store.delete(_STATE_KEY)
+
+    def complete(self, result: dict[str, Any]) -> None:
+        self._store.set(_STATE_KEY, {"done": True, "result": result})  # kept for the default retention
 
 
 class _VariableJournal:
@@ -55,6 +70,9 @@ class _VariableJournal:
         from airflow.providers.common.compat.sdk import Variable
 
         Variable.delete(self.name)
+
+    def complete(self, result: dict[str, Any]) -> None:
+        self.clear()
 
 
 def purchase_journal(context: Any, purchase_key: str) -> PurchaseJournal:

@@ -26,7 +26,7 @@ from conftest import (
     task_context,
 )
 
-from airflow_provider_postage._journal import journal_location, purchase_journal
+from airflow_provider_postage._journal import is_done, journal_location, purchase_journal
 from airflow_provider_postage._tokens import TOKENS
 from airflow_provider_postage.hooks.postage import PitneyBowesHook
 from airflow_provider_postage.operators.postage import (
@@ -37,6 +37,7 @@ from airflow_provider_postage.operators.postage import (
 from airflow_provider_postage.protocol import pitney_bowes as pb
 from airflow_provider_postage.protocol.errors import (
     PostageAPIError,
+    PostageTransportError,
     PostageValidationError,
     PurchaseOutcomeUnknownError,
 )
@@ -91,7 +92,9 @@ def txn_of(ti: FakeTaskInstance) -> str:
 
 
 def journal_entry(ti: FakeTaskInstance, store: FakeTaskStateStore | None) -> dict[str, Any] | None:
-    return purchase_journal(task_context(ti, store), txn_of(ti)).get()
+    """The journal's *open* entry (a purchase whose outcome is unknown); a done entry counts as none."""
+    entry = purchase_journal(task_context(ti, store), txn_of(ti)).get()
+    return None if is_done(entry) else entry
 
 
 # --- FetchBalancesOperator ------------------------------------------------------------------------
@@ -510,11 +513,13 @@ def test_transaction_id_is_the_same_on_every_try_and_differs_per_map_index(
     ]
     assert ids == [txn_of(first), txn_of(second)] and ids[0] != ids[1]
     # Map index 0 again, as a later try whose first one had finished buying (e.g. the worker died before
-    # reporting success): the same id, which Pitney Bowes deduplicates.
+    # reporting success). Airflow 3.3: the done entry in the task state store answers, nothing is sent.
+    # Airflow 2.11 (the Variable journal is deleted on success): the same id, which Pitney Bowes deduplicates.
     again = purchase(postage_conn_id=PB_CONN_ID, amount=10).execute(task_context(next_try(first), stores[0]))
     assert again["transaction_id"] == ids[0]
+    assert again["status"] == ("already_applied" if AIRFLOW_V3 else "purchased")
     assert [r.transaction_id for r in connections.refills] == ids
-    assert connections.counters()["pb_duplicate_transactions"] == 1
+    assert connections.counters()["pb_duplicate_transactions"] == (0 if AIRFLOW_V3 else 1)
     assert connections.pb_balance() == Decimal("32.50")
     other_run = FakeTaskInstance(ti.dag_id, f"{ti.run_id}_b", "buy", map_index=0)
     assert txn_of(other_run) not in ids
@@ -689,3 +694,59 @@ def test_journal_is_a_variable_on_airflow_2(connections: SandboxState, ti: FakeT
     assert name in journal_location(task_context(ti), txn_of(ti))
     purchase(postage_conn_id=PB_CONN_ID, amount="20").execute(task_context(next_try(ti)))
     assert Variable.get(name, None) is None
+
+
+def test_a_try_after_a_finished_purchase_never_buys_again(
+    connections: SandboxState, ti: FakeTaskInstance, journal_store: Any
+) -> None:
+    """The worker died after buying and before Airflow recorded success, or the task was cleared: the
+    next try finds the done entry (Airflow 3.3) and reports the purchase instead of buying again."""
+    if journal_store is None:
+        pytest.skip("Airflow 2.11's Variable journal is deleted on success (see docs/faults.md)")
+    first = purchase(postage_conn_id=C2M_CONN_ID, amount="20").execute(task_context(ti, journal_store))
+    again = purchase(postage_conn_id=C2M_CONN_ID, amount="20").execute(task_context(next_try(ti), journal_store))
+    assert first["status"] == "purchased" and again == {**first, "status": "already_applied"}
+    assert bought(connections, C2M_CONN_ID) == ["20.00"]
+    assert connections.request_count("c2m_purchase") == 1
+
+
+def test_a_purchase_that_never_left_the_machine_leaves_no_open_entry(
+    connections: SandboxState,
+    sandbox: SandboxServer,
+    monkeypatch: pytest.MonkeyPatch,
+    ti: FakeTaskInstance,
+    journal_store: Any,
+) -> None:
+    """Connection refused on the purchase itself: nothing was charged, so the next try may buy."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    state = connections
+    # the balance read before the purchase goes to the sandbox; the purchase goes nowhere
+    fields = c2m_connection(sandbox.url)
+    monkeypatch.setenv(*conn_uri_env("c2m_flaky", **fields))
+    from airflow_provider_postage.hooks import postage as hooks
+
+    real_send = hooks.Click2MailHook._send_money
+
+    def refused(self: Any, request: Any) -> Any:
+        return real_send(
+            self,
+            type(request)(
+                request.method,
+                f"http://127.0.0.1:{port}/molpro/credit/purchase",
+                request.headers,
+                request.body,
+                request.moves_money,
+            ),
+        )
+
+    monkeypatch.setattr(hooks.Click2MailHook, "_send_money", refused)
+    with pytest.raises(PostageTransportError):
+        purchase(postage_conn_id="c2m_flaky", amount="20").execute(task_context(ti, journal_store))
+    assert journal_entry(ti, journal_store) is None
+    monkeypatch.setattr(hooks.Click2MailHook, "_send_money", real_send)
+    result = purchase(postage_conn_id="c2m_flaky", amount="20").execute(task_context(next_try(ti), journal_store))
+    assert result["status"] == "purchased" and bought(state, C2M_CONN_ID) == ["20.00"]

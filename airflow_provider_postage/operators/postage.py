@@ -8,11 +8,16 @@ from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, Context
 
-from airflow_provider_postage._journal import journal_location, purchase_journal
+from airflow_provider_postage._journal import PurchaseJournal, is_done, journal_location, purchase_journal
 from airflow_provider_postage._templating import known_at_parse_time
 from airflow_provider_postage.hooks.postage import PostageHook, get_postage_hook
 from airflow_provider_postage.protocol import pitney_bowes as pb
-from airflow_provider_postage.protocol.errors import PostageAPIError, PostageError, PostageValidationError
+from airflow_provider_postage.protocol.errors import (
+    PostageAPIError,
+    PostageError,
+    PostageTransportError,
+    PostageValidationError,
+)
 from airflow_provider_postage.protocol.money import format_money, parse_amount, parse_threshold, round_up
 from airflow_provider_postage.protocol.records import Balance
 
@@ -190,8 +195,15 @@ class PurchaseCreditOperator(BaseOperator):
         transaction_id = pb.make_transaction_id(ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1))
         journal = purchase_journal(context, transaction_id)
 
-        before = hook.get_balance()
         pending = journal.get()
+        if is_done(pending):
+            assert pending is not None
+            done = pending["result"]
+            if done.get("conn_id") == self.postage_conn_id:
+                self.log.info("This task instance has bought already (%s): not buying again", done)
+                return {**done, "status": ALREADY_APPLIED}
+            pending = None  # a purchase on another connection, e.g. before the task was changed and cleared
+        before = hook.get_balance()
         if pending is not None:
             return self._resume(hook, context, pending, before, transaction_id, journal)
 
@@ -222,20 +234,26 @@ class PurchaseCreditOperator(BaseOperator):
         return self._buy(hook, wanted, before, transaction_id, journal)
 
     def _buy(
-        self, hook: PostageHook, amount: Decimal, before: Balance, transaction_id: str, journal: Any
+        self, hook: PostageHook, amount: Decimal, before: Balance, transaction_id: str, journal: PurchaseJournal
     ) -> dict[str, Any]:
         self.log.info("Buying %s %s on %s", format_money(amount), before.currency, self.postage_conn_id)
         try:
             hook.purchase_credit(amount, transaction_id=transaction_id, balance_before=before)
         except PostageAPIError as error:
             if error.code and "DUPLICATE" in error.code.upper():
-                journal.clear()
-                return self._result(hook, ALREADY_APPLIED, amount, before, self._balance_after(hook), transaction_id)
+                result = self._result(hook, ALREADY_APPLIED, amount, before, self._balance_after(hook), transaction_id)
+                journal.complete(result)
+                return result
             if 400 <= error.status < 500:
                 journal.clear()  # refused outright: nothing was charged, a retry may buy afresh
             raise
-        journal.clear()
+        except PostageTransportError as error:
+            if not error.request_sent:
+                journal.clear()  # it never left this machine: nothing was charged, a retry may buy afresh
+            raise
         after = self._balance_after(hook)
+        result = self._result(hook, PURCHASED, amount, before, after, transaction_id)
+        journal.complete(result)
         self.log.info(
             "Bought %s %s on %s; balance %s -> %s",
             format_money(amount),
@@ -244,7 +262,7 @@ class PurchaseCreditOperator(BaseOperator):
             format_money(before.available),
             "?" if after is None else format_money(after.available),
         )
-        return self._result(hook, PURCHASED, amount, before, after, transaction_id)
+        return result
 
     def _resume(
         self,
@@ -253,7 +271,7 @@ class PurchaseCreditOperator(BaseOperator):
         pending: dict[str, Any],
         now: Balance,
         transaction_id: str,
-        journal: Any,
+        journal: PurchaseJournal,
     ) -> dict[str, Any]:
         """An earlier try of this task instance started a purchase and did not see it through."""
         amount = Decimal(str(pending["amount"]))
@@ -266,8 +284,9 @@ class PurchaseCreditOperator(BaseOperator):
                 format_money(before),
                 format_money(now.available),
             )
-            journal.clear()
-            return self._result(hook, ALREADY_APPLIED, amount, earlier, now, transaction_id)
+            result = self._result(hook, ALREADY_APPLIED, amount, earlier, now, transaction_id)
+            journal.complete(result)
+            return result
         if hook.provider == pb.PROVIDER:
             # PB deduplicates on X-PB-TransactionId: resending the same refill with the same id is safe.
             self.log.info(
