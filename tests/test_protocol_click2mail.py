@@ -7,6 +7,7 @@ from decimal import Decimal
 from urllib.parse import parse_qs
 
 import pytest
+from conftest import BILLING
 
 from airflow_provider_postage.protocol import click2mail as c2m
 from airflow_provider_postage.protocol.errors import (
@@ -29,19 +30,6 @@ DOCUMENTED_BALANCE = b"""<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 </credit>
 """
 DOCUMENTED_PURCHASE_REPLY = b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
-
-BILLING = {
-    "billing_name": "Awesome User",
-    "billing_address1": "221B Baker St",
-    "billing_city": "Springfield",
-    "billing_state": "MO",
-    "billing_zip": "34567",
-    "card_number": "4111111111111111",
-    "card_exp_month": "12",
-    "card_exp_year": "2030",
-    "card_cvv": "123",
-    "card_type": "VI",
-}
 
 
 def xml(status: int, body: bytes, content_type: str = "application/xml") -> HttpResponse:

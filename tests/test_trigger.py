@@ -25,7 +25,7 @@ from airflow_provider_postage._async_io import load_settings, read_balances
 from airflow_provider_postage.protocol.errors import PostageValidationError
 from airflow_provider_postage.sandbox import SandboxServer, SandboxState
 from airflow_provider_postage.sandbox import state as sandbox_defaults
-from airflow_provider_postage.triggers.postage import BalanceThresholdTrigger
+from airflow_provider_postage.triggers.postage import BalanceThresholdTrigger, LowBalanceEventTrigger
 
 CLASSPATH = "airflow_provider_postage.triggers.postage.BalanceThresholdTrigger"
 C2M_USER = sandbox_defaults.DEFAULT_C2M_USERNAME
@@ -411,3 +411,49 @@ async def test_running_a_trigger_again_after_a_restart_only_reads(connections: S
     assert connections.purchases == [] and connections.refills == []
     assert connections.c2m_balance() == Decimal("60.00" if conn_id == C2M_CONN_ID else "5.00")
     assert connections.pb_balance() == Decimal("60.00" if conn_id == PB_CONN_ID else "12.50")
+
+
+# --- LowBalanceEventTrigger (Airflow 3 asset watcher) ----------------------------------------------
+
+
+def test_low_balance_event_trigger_serializes_exactly() -> None:
+    trigger = LowBalanceEventTrigger(postage_conn_id=C2M_CONN_ID, threshold="50", poke_interval=2)
+    path, kwargs = trigger.serialize()
+    module, name = path.rsplit(".", 1)
+    again = getattr(importlib.import_module(module), name)(**kwargs)
+    assert again.serialize() == (path, kwargs)
+    assert json.loads(json.dumps(kwargs)) == kwargs and kwargs["threshold"] == "50.00"
+
+
+def test_low_balance_event_trigger_fires_once_per_fall(connections: SandboxState) -> None:
+    """Edge-triggered: one event when the balance falls below the mark, none while it stays low, and
+    one more only after it was back up (re-armed) and fell again. It never ends by itself."""
+    trigger = LowBalanceEventTrigger(postage_conn_id=C2M_CONN_ID, threshold="50", poke_interval=0.1)
+    connections.set_c2m_balance(C2M_USER, "30.00")
+
+    async def watch() -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+
+        async def collect() -> None:
+            async for event in trigger.run():
+                events.append(event.payload)
+
+        task = asyncio.ensure_future(collect())
+        for _ in range(100):  # the first poll reads the connection too (slower on Airflow 2.11)
+            if events:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # low all along: still one event only
+        assert len(events) == 1
+        connections.set_c2m_balance(C2M_USER, "80.00")
+        await asyncio.sleep(0.4)  # back up: re-armed, no event
+        assert len(events) == 1
+        connections.set_c2m_balance(C2M_USER, "20.00")
+        await asyncio.sleep(0.4)
+        assert not task.done()
+        task.cancel()
+        return events
+
+    events = asyncio.run(watch())
+    assert [(e["status"], e["balance"]["available"]) for e in events] == [("below", "30.00"), ("below", "20.00")]
+    assert connections.request_count("c2m_purchase") == 0

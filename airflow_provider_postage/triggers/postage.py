@@ -1,4 +1,5 @@
-"""The trigger that carries a deferred :class:`BalanceThresholdSensor` on the triggerer."""
+"""Triggers that watch a balance on the triggerer: one carries a deferred :class:`BalanceThresholdSensor`,
+the other is an Airflow 3 asset watcher for low balances."""
 
 from __future__ import annotations
 
@@ -22,7 +23,37 @@ from airflow_provider_postage.protocol.money import format_money
 __all__ = ["BalanceThresholdTrigger", "LowBalanceEventTrigger"]
 
 
-class BalanceThresholdTrigger(BaseTrigger):
+class _BalancePoll:
+    """The arguments both triggers poll with, checked once, and their JSON-safe form for ``serialize``."""
+
+    def _set_poll(
+        self,
+        postage_conn_id: str,
+        threshold: str,
+        account_type: str | None,
+        poke_interval: float,
+        timeout: tuple[float, float] | list[float],
+    ) -> None:
+        self.postage_conn_id = postage_conn_id
+        self.threshold = format_money(_conditions.validate_threshold(threshold))
+        self.account_type = _conditions.validate_account_type(account_type)
+        if poke_interval <= 0:
+            raise ValueError("poke_interval must be positive")
+        self.poke_interval = float(poke_interval)
+        connect, read = timeout
+        self.timeout = (float(connect), float(read))
+
+    def _poll_kwargs(self) -> dict[str, Any]:
+        return {
+            "postage_conn_id": self.postage_conn_id,
+            "threshold": self.threshold,
+            "account_type": self.account_type,
+            "poke_interval": self.poke_interval,
+            "timeout": list(self.timeout),
+        }
+
+
+class BalanceThresholdTrigger(BaseTrigger, _BalancePoll):
     """Poll an account's balance until it reaches (``at_least``) or falls ``below`` a threshold.
 
     It only reads, so a triggerer restart that runs it again is harmless. Its one event is
@@ -46,27 +77,13 @@ class BalanceThresholdTrigger(BaseTrigger):
         timeout: tuple[float, float] | list[float] = DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__()
-        self.postage_conn_id = postage_conn_id
-        self.threshold = format_money(_conditions.validate_threshold(threshold))
-        self.account_type = _conditions.validate_account_type(account_type)
+        self._set_poll(postage_conn_id, threshold, account_type, poke_interval, timeout)
         self.condition = _conditions.validate_condition(condition)
-        if poke_interval <= 0:
-            raise ValueError("poke_interval must be positive")
-        self.poke_interval = float(poke_interval)
-        connect, read = timeout
-        self.timeout = (float(connect), float(read))
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "postage_conn_id": self.postage_conn_id,
-                "threshold": self.threshold,
-                "account_type": self.account_type,
-                "condition": self.condition,
-                "poke_interval": self.poke_interval,
-                "timeout": list(self.timeout),
-            },
+            {**self._poll_kwargs(), "condition": self.condition},
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
@@ -101,7 +118,7 @@ class BalanceThresholdTrigger(BaseTrigger):
             await asyncio.sleep(self.poke_interval)
 
 
-class LowBalanceEventTrigger(_EventTriggerBase):
+class LowBalanceEventTrigger(_EventTriggerBase, _BalancePoll):
     """Watch an account for Airflow 3's event-driven scheduling: an ``AssetWatcher`` with this trigger
     starts a DAG run each time the balance falls below ``threshold``.
 
@@ -120,26 +137,10 @@ class LowBalanceEventTrigger(_EventTriggerBase):
         timeout: tuple[float, float] | list[float] = DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__()
-        self.postage_conn_id = postage_conn_id
-        self.threshold = format_money(_conditions.validate_threshold(threshold))
-        self.account_type = _conditions.validate_account_type(account_type)
-        if poke_interval <= 0:
-            raise ValueError("poke_interval must be positive")
-        self.poke_interval = float(poke_interval)
-        connect, read = timeout
-        self.timeout = (float(connect), float(read))
+        self._set_poll(postage_conn_id, threshold, account_type, poke_interval, timeout)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "postage_conn_id": self.postage_conn_id,
-                "threshold": self.threshold,
-                "account_type": self.account_type,
-                "poke_interval": self.poke_interval,
-                "timeout": list(self.timeout),
-            },
-        )
+        return (f"{type(self).__module__}.{type(self).__qualname__}", self._poll_kwargs())
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         threshold = _conditions.validate_threshold(self.threshold)
