@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
+import time
 from abc import abstractmethod
 from collections.abc import Callable
 from decimal import Decimal
@@ -199,29 +201,40 @@ class PostageHook(BaseHook):
             self._warned_insecure = True
         return send(self.session, request, timeout=self.timeout, verify=verify)
 
-    def _retrying(self, retry_on: Callable[[BaseException], bool]) -> Retrying:
+    def _with_retries(self, call: Callable[[], T], retry_on: Callable[[BaseException], bool]) -> T:
+        """Run ``call``; after a failure ``retry_on`` accepts, try again with exponential backoff and
+        jitter, ``max_attempts`` tries in all. The first try runs bare: the usual, successful read pays
+        nothing for the retry machinery, which tenacity provides only once it is needed."""
+        try:
+            return call()
+        except Exception as error:
+            if self.max_attempts < 2 or not retry_on(error):
+                raise
+            log.warning("%s: attempt 1 failed (%s); retrying", self.postage_conn_id, error)
         initial, maximum = self._backoff
-        return Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential(multiplier=initial, max=maximum) + wait_random(0, initial),
+        time.sleep(min(initial, maximum) + random.uniform(0, initial))
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts - 1),
+            wait=wait_exponential(multiplier=2 * initial, max=maximum) + wait_random(0, initial),
             retry=retry_if_exception(retry_on),
             reraise=True,
             before_sleep=lambda state: log.warning(
                 "%s: attempt %d failed (%s); retrying",
                 self.postage_conn_id,
-                state.attempt_number,
+                state.attempt_number + 1,
                 state.outcome.exception() if state.outcome else "?",
             ),
         )
+        return retrying(call)
 
     def _read(self, call: Callable[[], T]) -> T:
         """Run a read-only call, retrying transient failures with bounded exponential backoff."""
-        return self._retrying(_is_transient)(call)
+        return self._with_retries(call, _is_transient)
 
     def _send_money(self, request: HttpRequest) -> HttpResponse:
         """Send a purchase once; resend only if it surely never reached the server."""
         try:
-            return self._retrying(_not_sent)(self._send, request)
+            return self._with_retries(lambda: self._send(request), _not_sent)
         except PostageTransportError as error:
             if error.request_sent:
                 raise PurchaseOutcomeUnknownError(
