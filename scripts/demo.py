@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from airflow_provider_postage.sandbox.state import DEMO_BILLING
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".demo"
 DAG_ID = "postage_scheduled_top_up"
@@ -32,19 +34,6 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "example_dags")
 os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.setdefault("POSTAGE_EXAMPLE_POKE_SECONDS", "1")
-
-DEMO_BILLING = {
-    "billing_name": "Demo User",
-    "billing_address1": "221B Baker St",
-    "billing_city": "Springfield",
-    "billing_state": "MO",
-    "billing_zip": "34567",
-    "card_number": "4111111111111111",  # Click2Mail's staging test card
-    "card_exp_month": "12",
-    "card_exp_year": "2030",
-    "card_cvv": "123",
-    "card_type": "VI",
-}
 
 
 def connections(sandbox_url: str) -> dict[str, dict[str, object]]:

@@ -26,24 +26,14 @@ import pytest  # noqa: E402
 from airflow_provider_postage._tokens import TOKENS  # noqa: E402
 from airflow_provider_postage.sandbox import SandboxServer, SandboxState  # noqa: E402
 from airflow_provider_postage.sandbox import state as sandbox_defaults  # noqa: E402
+from airflow_provider_postage.sandbox.state import DEMO_BILLING  # noqa: E402
 
 C2M_CONN_ID = "c2m_sandbox"
 PB_CONN_ID = "pb_sandbox"
 PB_NO_CREDIT_CONN_ID = "pb_sandbox_postage_only"
 
 #: A valid card for the sandbox and its staging rules (the documented test card).
-BILLING = {
-    "billing_name": "Awesome User",
-    "billing_address1": "221B Baker St",
-    "billing_city": "Springfield",
-    "billing_state": "MO",
-    "billing_zip": "34567",
-    "card_number": "4111111111111111",
-    "card_exp_month": "12",
-    "card_exp_year": "2030",
-    "card_cvv": "123",
-    "card_type": "VI",
-}
+BILLING = DEMO_BILLING
 
 
 def conn_uri_env(conn_id: str, **fields: object) -> tuple[str, str]:

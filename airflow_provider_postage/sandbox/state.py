@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_PB_PRN_2",
     "DEFAULT_SEED",
     "DEFAULT_TOKEN_TTL",
+    "DEMO_BILLING",
     "ENDPOINTS",
     "PB_DUPLICATE_POLICIES",
     "C2MAccountSeed",
@@ -101,6 +102,21 @@ DEFAULT_PB_POSTAGE_ACCOUNT_NUMBER_2 = "****6051"
 DEFAULT_PB_BALANCE_2 = Decimal("457.22")
 
 DEFAULT_TOKEN_TTL = 35999
+
+#: A billing profile the sandbox accepts (Click2Mail's documented staging test card), as the extras of a
+#: ``click2mail`` connection: for demos, tests and benchmarks.
+DEMO_BILLING: dict[str, str] = {
+    "billing_name": "Awesome User",
+    "billing_address1": "221B Baker St",
+    "billing_city": "Springfield",
+    "billing_state": "MO",
+    "billing_zip": "34567",
+    "card_number": "4111111111111111",
+    "card_exp_month": "12",
+    "card_exp_year": "2030",
+    "card_cvv": "123",
+    "card_type": "VI",
+}
 
 Endpoint = Literal["c2m_credit", "c2m_purchase", "pb_token", "pb_balance", "pb_fund"]
 ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
