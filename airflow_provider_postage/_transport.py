@@ -36,7 +36,8 @@ def send(
     verify: bool = True,
 ) -> HttpResponse:
     import requests
-    from urllib3.exceptions import NameResolutionError, NewConnectionError
+    from urllib3.exceptions import HTTPError as Urllib3Error
+    from urllib3.exceptions import NameResolutionError, NewConnectionError, ReadTimeoutError
 
     try:
         with session.request(
@@ -49,13 +50,19 @@ def send(
             stream=True,
             verify=verify,
         ) as reply:
-            body = bytearray()
-            for chunk in reply.iter_content(64 * 1024):
-                body.extend(chunk)
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise _too_large(request)
+            # One capped read of the raw stream (decoded): the replies are small, and a chunk loop costs
+            # more than the read itself.
+            body = reply.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+            if len(body) > MAX_RESPONSE_BYTES:
+                raise _too_large(request)
             headers = {name.lower(): value for name, value in reply.headers.items()}
-            return HttpResponse(reply.status_code, headers, bytes(body))
+            return HttpResponse(reply.status_code, headers, body)
+    except ReadTimeoutError:
+        raise PostageTransportError(f"{_where(request)}: read timeout", request_sent=True) from None
+    except Urllib3Error as error:  # the raw read: the reply was cut off or undecodable
+        raise PostageTransportError(
+            f"{_where(request)}: connection lost ({type(error).__name__})", request_sent=True
+        ) from None
     except requests.ConnectTimeout:
         raise PostageTransportError(f"{_where(request)}: connect timeout", request_sent=False) from None
     except requests.exceptions.SSLError:
