@@ -861,9 +861,7 @@ class SandboxState:
 
     @token_ttl.setter
     def token_ttl(self, value: int) -> None:
-        ttl = _check_ttl(value)
-        with self._lock:
-            self._token_ttl = ttl
+        self.update_settings({"token_ttl": value})
 
     @property
     def c2m_purchase_reply(self) -> C2MPurchaseReply:
@@ -872,9 +870,7 @@ class SandboxState:
 
     @c2m_purchase_reply.setter
     def c2m_purchase_reply(self, value: C2MPurchaseReply) -> None:
-        reply = _check_reply(value)
-        with self._lock:
-            self._c2m_purchase_reply = reply
+        self.update_settings({"c2m_purchase_reply": value})
 
     @property
     def pb_duplicate_transaction(self) -> PBDuplicatePolicy:
@@ -883,9 +879,7 @@ class SandboxState:
 
     @pb_duplicate_transaction.setter
     def pb_duplicate_transaction(self, value: PBDuplicatePolicy) -> None:
-        policy = _check_dup(value)
-        with self._lock:
-            self._pb_duplicate_transaction = policy
+        self.update_settings({"pb_duplicate_transaction": value})
 
     @property
     def settle_seconds(self) -> int:
@@ -896,9 +890,7 @@ class SandboxState:
 
     @settle_seconds.setter
     def settle_seconds(self, value: int) -> None:
-        seconds = _check_settle(value)
-        with self._lock:
-            self._settle_seconds = seconds
+        self.update_settings({"settle_seconds": value})
 
     def settings(self) -> dict[str, Any]:
         with self._lock:
