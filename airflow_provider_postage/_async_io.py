@@ -19,7 +19,7 @@ from airflow.providers.common.compat.sdk import mask_secret
 
 from airflow_provider_postage import _conditions
 from airflow_provider_postage._tokens import TOKENS
-from airflow_provider_postage._transport import DEFAULT_TIMEOUT, asend
+from airflow_provider_postage._transport import DEFAULT_TIMEOUT, Verify, asend, ssl_context
 from airflow_provider_postage.protocol import click2mail as c2m
 from airflow_provider_postage.protocol import pitney_bowes as pb
 from airflow_provider_postage.protocol.errors import PostageConfigError
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 Settings = c2m.Click2MailSettings | pb.PitneyBowesSettings
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Verify, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
 _inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future[list[Balance]]]] = (
@@ -39,7 +39,7 @@ _inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asynci
 )
 
 
-def shared_client(verify: bool = True) -> httpx.AsyncClient:
+def shared_client(verify: Verify = True) -> httpx.AsyncClient:
     """The loop's one client (per TLS setting): thousands of triggers share its connection pool."""
     import httpx
 
@@ -48,7 +48,7 @@ def shared_client(verify: bool = True) -> httpx.AsyncClient:
     client = clients.get(verify)
     if client is None:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
-        client = clients[verify] = httpx.AsyncClient(trust_env=False, limits=limits, verify=verify)
+        client = clients[verify] = httpx.AsyncClient(trust_env=False, limits=limits, verify=ssl_context(verify))
     return client
 
 
@@ -60,11 +60,15 @@ async def load_settings(conn_id: str) -> Settings:
         mask_secret(conn.password)
     if conn.conn_type == "click2mail":
         for name in c2m.SECRET_EXTRAS:
-            if value := extra.get(name):
+            if value := extra.get(name) or extra.get(f"extra__click2mail__{name}"):
                 mask_secret(str(value))
-        return c2m.settings_from_connection(conn.login, conn.password, conn.host, extra)
+        return c2m.settings_from_connection(
+            conn.login, conn.password, conn.host, extra, port=conn.port, schema=conn.schema
+        )
     if conn.conn_type == "pitney_bowes":
-        return pb.settings_from_connection(conn.login, conn.password, conn.host, extra)
+        return pb.settings_from_connection(
+            conn.login, conn.password, conn.host, extra, port=conn.port, schema=conn.schema
+        )
     raise PostageConfigError(
         "conn_type", f"connection {conn_id!r} has type {conn.conn_type!r}; expected click2mail or pitney_bowes"
     )

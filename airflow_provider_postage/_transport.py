@@ -1,11 +1,26 @@
 """The only places bytes move: :func:`send` (requests, for hooks) and :func:`asend` (httpx, for
 triggers). Both send an :class:`HttpRequest` exactly as built, never follow redirects (credentials stay
-with the configured host), always time out, cap the reply size, and say whether a failed request may
-have reached the server."""
+with the configured host), decode compressed replies, cap the reply size, give every request a total
+deadline, and say whether a failed request may have reached the server.
+
+"May have reached the server" is decided by the wire, not by the exception's class: a request counts as
+not sent only while no byte of it was written to the connection (name resolution, connection refused,
+connect timeout, a TLS handshake refused). requests raises the same ``SSLError`` for a handshake refused
+and for a corrupted record after the whole purchase was delivered; only the second may have been charged.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import contextlib
+import contextvars
+import heapq
+import itertools
+import socket
+import ssl
+import threading
+import time
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_postage.protocol.errors import PostageTransportError
 from airflow_provider_postage.protocol.http import MAX_RESPONSE_BYTES, HttpRequest, HttpResponse
@@ -14,8 +29,18 @@ if TYPE_CHECKING:
     import httpx
     import requests
 
-#: (connect, read) seconds. No call may hang a worker or the triggerer's loop.
+#: (connect, read) seconds. No call may hang a worker or the triggerer's loop: each socket operation
+#: waits at most that long, and the whole exchange at most their sum (a reply trickling in byte by byte
+#: never trips a per-read timeout, so the total deadline is what ends it).
 DEFAULT_TIMEOUT = (10.0, 30.0)
+
+#: ``verify``: True (system CAs), False (no verification), or the path of a CA bundle (PEM).
+Verify = bool | str
+
+
+def deadline_of(timeout: tuple[float, float]) -> float:
+    """The total seconds one request may take, from the first connect to the last byte of the reply."""
+    return float(timeout[0]) + float(timeout[1])
 
 
 def _where(request: HttpRequest) -> str:
@@ -28,17 +53,158 @@ def _too_large(request: HttpRequest) -> PostageTransportError:
     )
 
 
+# --- sync: which bytes left, and a deadline over the whole exchange -------------------------------------
+
+
+class _Attempt:
+    """One request on the wire: whether a byte of it was written, and its socket for the watchdog."""
+
+    __slots__ = ("expired", "finished", "lock", "sock", "wrote")
+
+    def __init__(self) -> None:
+        self.wrote = False
+        self.expired = False
+        self.finished = False
+        self.sock: socket.socket | None = None
+        self.lock = threading.Lock()
+
+    def expire(self) -> None:
+        with self.lock:
+            if self.finished:
+                return
+            self.expired = True
+            if self.sock is not None:
+                # shutdown wakes a blocked recv (close would not); the pool then discards the dead connection
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        with self.lock:
+            self.finished = True
+
+
+_ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar("postage_attempt", default=None)
+
+
+class _Watchdog:
+    """One daemon thread per process that ends requests past their total deadline (a heap of deadlines,
+    woken only when a new one comes first): no thread or timer per request."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, _Attempt]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, attempt: _Attempt, deadline: float) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (deadline, next(self._order), attempt))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="postage-deadlines", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is attempt:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                while self._heap and (self._heap[0][2].finished or self._heap[0][0] <= now):
+                    _, _, attempt = heapq.heappop(self._heap)
+                    attempt.expire()
+                self._cond.wait(self._heap[0][0] - now if self._heap else None)
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _tracked(base: type) -> type:
+    """A urllib3 connection class that records, for the running request, its socket and whether a byte
+    of the request was handed to it (every write of http.client goes through ``send``)."""
+
+    class Tracked(base):
+        def connect(self) -> None:
+            super().connect()
+            attempt = _ATTEMPT.get()
+            if attempt is not None:
+                attempt.sock = self.sock
+
+        def send(self, data: Any) -> None:
+            if self.sock is None:  # http.client connects lazily; a refused connect sent nothing
+                self.connect()
+            attempt = _ATTEMPT.get()
+            if attempt is not None:
+                attempt.sock = self.sock
+                attempt.wrote = True
+            super().send(data)
+
+    Tracked.__name__ = Tracked.__qualname__ = f"Tracked{base.__name__}"
+    return Tracked
+
+
+def new_session() -> requests.Session:
+    """A requests session for :func:`send`: nothing from the environment (proxies, ``.netrc``), and
+    connections that report what was written."""
+    import requests
+    from requests.adapters import HTTPAdapter
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+    class HTTPPool(HTTPConnectionPool):
+        ConnectionCls = _tracked(HTTPConnection)
+
+    class HTTPSPool(HTTPSConnectionPool):
+        ConnectionCls = _tracked(HTTPSConnection)
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+
+    session = requests.Session()
+    session.trust_env = False
+    adapter = Adapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _sync_failure(request: HttpRequest, error: BaseException, attempt: _Attempt, total: float) -> PostageTransportError:
+    import requests
+
+    sent = attempt.wrote
+    if attempt.expired:
+        why = f"no complete reply within {total:g} s"
+    elif isinstance(error, requests.exceptions.SSLError):
+        why = "TLS failure after the request was sent" if sent else "TLS handshake failed (certificate not trusted?)"
+    elif isinstance(error, requests.ConnectTimeout):
+        why = "connect timeout"
+    elif isinstance(error, requests.Timeout) or "timed out" in str(error).lower():
+        why = "read timeout" if sent else "connect timeout"
+    elif isinstance(error, requests.exceptions.InvalidHeader) or (isinstance(error, ValueError) and not sent):
+        why = f"request refused locally ({type(error).__name__})"
+    elif not sent:
+        why = "connection refused"
+    else:
+        why = f"connection lost ({type(error).__name__})"
+    return PostageTransportError(f"{_where(request)}: {why}", request_sent=sent)
+
+
 def send(
     session: requests.Session,
     request: HttpRequest,
     *,
     timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-    verify: bool = True,
+    verify: Verify = True,
 ) -> HttpResponse:
+    """Send ``request`` on a session from :func:`new_session`."""
     import requests
     from urllib3.exceptions import HTTPError as Urllib3Error
-    from urllib3.exceptions import NameResolutionError, NewConnectionError, ReadTimeoutError
 
+    attempt = _Attempt()
+    token = _ATTEMPT.set(attempt)
+    total = deadline_of(timeout)
+    _WATCHDOG.watch(attempt, time.monotonic() + total)
     try:
         with session.request(
             request.method,
@@ -50,36 +216,32 @@ def send(
             stream=True,
             verify=verify,
         ) as reply:
-            # One capped read of the raw stream (decoded): the replies are small, and a chunk loop costs
-            # more than the read itself.
+            # One capped read of the decoded stream: the replies are small, and a chunk loop costs more
+            # than the read itself. Decoded, so a compressed bomb is capped too.
             body = reply.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
             if len(body) > MAX_RESPONSE_BYTES:
                 raise _too_large(request)
             headers = {name.lower(): value for name, value in reply.headers.items()}
-            return HttpResponse(reply.status_code, headers, body)
-    except ReadTimeoutError:
-        raise PostageTransportError(f"{_where(request)}: read timeout", request_sent=True) from None
-    except Urllib3Error as error:  # the raw read: the reply was cut off or undecodable
-        raise PostageTransportError(
-            f"{_where(request)}: connection lost ({type(error).__name__})", request_sent=True
-        ) from None
-    except requests.ConnectTimeout:
-        raise PostageTransportError(f"{_where(request)}: connect timeout", request_sent=False) from None
-    except requests.exceptions.SSLError:
-        raise PostageTransportError(
-            f"{_where(request)}: TLS handshake failed (certificate not trusted?)", request_sent=False
-        ) from None
-    except requests.ConnectionError as error:
-        reason = getattr(error.args[0], "reason", None) if error.args else None
-        if isinstance(reason, (NewConnectionError, NameResolutionError)):
-            raise PostageTransportError(f"{_where(request)}: connection refused", request_sent=False) from None
-        raise PostageTransportError(
-            f"{_where(request)}: connection lost ({type(error).__name__})", request_sent=True
-        ) from None
-    except requests.Timeout:
-        raise PostageTransportError(f"{_where(request)}: read timeout", request_sent=True) from None
-    except requests.RequestException as error:
-        raise PostageTransportError(f"{_where(request)}: {type(error).__name__}", request_sent=True) from None
+        if attempt.expired:  # the watchdog cut the reply short: what was read may be a truncated body
+            raise PostageTransportError(f"{_where(request)}: no complete reply within {total:g} s", request_sent=True)
+        return HttpResponse(reply.status_code, headers, body)
+    except PostageTransportError:
+        raise
+    except (requests.RequestException, Urllib3Error, OSError, ValueError) as error:
+        raise _sync_failure(request, error, attempt, total) from None
+    finally:
+        attempt.finish()
+        _ATTEMPT.reset(token)
+
+
+# --- async ----------------------------------------------------------------------------------------------
+
+
+def ssl_context(verify: Verify) -> ssl.SSLContext | bool:
+    """What httpx takes for ``verify``: a CA bundle path becomes an SSL context."""
+    if isinstance(verify, str):
+        return ssl.create_default_context(cafile=verify)
+    return verify
 
 
 async def asend(
@@ -91,7 +253,15 @@ async def asend(
     import httpx
 
     connect, read = timeout
-    try:
+    total = deadline_of(timeout)
+    wrote = False
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        nonlocal wrote
+        if ".send_request_headers." in event:
+            wrote = True
+
+    async def exchange() -> HttpResponse:
         async with client.stream(
             request.method,
             request.url,
@@ -99,17 +269,29 @@ async def asend(
             content=request.body,
             timeout=httpx.Timeout(read, connect=connect),
             follow_redirects=False,
+            extensions={"trace": trace},
         ) as reply:
             body = bytearray()
-            async for chunk in reply.aiter_raw():
+            async for chunk in reply.aiter_bytes():  # decoded (gzip, deflate, ...) as it arrives
                 body.extend(chunk)
                 if len(body) > MAX_RESPONSE_BYTES:
                     raise _too_large(request)
             headers = {name.lower(): value for name, value in reply.headers.items()}
             return HttpResponse(reply.status_code, headers, bytes(body))
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
-        raise PostageTransportError(f"{_where(request)}: {type(error).__name__}", request_sent=False) from None
-    except httpx.TimeoutException:
-        raise PostageTransportError(f"{_where(request)}: read timeout", request_sent=True) from None
-    except httpx.HTTPError as error:
-        raise PostageTransportError(f"{_where(request)}: {type(error).__name__}", request_sent=True) from None
+
+    try:
+        return await asyncio.wait_for(exchange(), total)
+    except PostageTransportError:
+        raise
+    except asyncio.TimeoutError:
+        raise PostageTransportError(
+            f"{_where(request)}: no complete reply within {total:g} s", request_sent=wrote
+        ) from None
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as error:
+        if isinstance(error, httpx.TimeoutException):
+            why = "read timeout" if wrote else "connect timeout"
+        elif not wrote:
+            why = f"not sent ({type(error).__name__})"
+        else:
+            why = f"connection lost ({type(error).__name__})"
+        raise PostageTransportError(f"{_where(request)}: {why}", request_sent=wrote) from None

@@ -32,10 +32,10 @@ BILLING = {
     "billing_city": "Springfield",
     "billing_state": "MO",
     "billing_zip": "34567",
-    "card_number": "4111111111111111",
+    "card_number_secret": "4111111111111111",
     "card_exp_month": "12",
     "card_exp_year": "2030",
-    "card_cvv": "123",
+    "card_cvv_secret": "123",
     "card_type": "VI",
 }
 

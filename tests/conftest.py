@@ -32,8 +32,9 @@ C2M_CONN_ID = "c2m_sandbox"
 PB_CONN_ID = "pb_sandbox"
 PB_NO_CREDIT_CONN_ID = "pb_sandbox_postage_only"
 
-#: A valid card for the sandbox and its staging rules (the documented test card).
-BILLING = DEMO_BILLING
+#: A valid card for the sandbox and its staging rules (the documented test card), under today's extra names.
+_RENAMED = {"card_number": "card_number_secret", "card_cvv": "card_cvv_secret"}
+BILLING = {_RENAMED.get(name, name): value for name, value in DEMO_BILLING.items()}
 
 
 def conn_uri_env(conn_id: str, **fields: object) -> tuple[str, str]:

@@ -24,7 +24,7 @@ from airflow_provider_postage.protocol.errors import PostageValidationError
 from airflow_provider_postage.sandbox import SandboxServer, SandboxState
 from airflow_provider_postage.sensors.postage import BalanceThresholdSensor
 
-SECRETS = ("demo-pass-C2M", "demo-api-secret-PB", BILLING["card_number"], "4111111111111112")
+SECRETS = ("demo-pass-C2M", "demo-api-secret-PB", BILLING["card_number_secret"], "4111111111111112")
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.02}
 
 #: (case id, operator arguments, connection changes or None, field named in the error, words in it)
@@ -42,17 +42,17 @@ PURCHASES: list[tuple[str, dict[str, Any], dict[str, Any] | None, str, str]] = [
     ("above a custom max_amount", {"amount": "60", "max_amount": "50"}, None, "amount", "above max_amount"),
     ("negative top_up_to", {"top_up_to": "-1"}, None, "top_up_to", "negative"),
     ("bad max_amount", {"amount": "20", "max_amount": "lots"}, None, "max_amount", "not a number"),
-    ("card fails Luhn", {"amount": "20"}, {"card_number": "4111111111111112"}, "card_number", "Luhn"),
+    ("card fails Luhn", {"amount": "20"}, {"card_number_secret": "4111111111111112"}, "card_number_secret", "Luhn"),
     ("expired card", {"amount": "20"}, {"card_exp_year": "2020"}, "card_exp_year", "expired"),
     ("month 13", {"amount": "20"}, {"card_exp_month": "13"}, "card_exp_month", "01 to 12"),
-    ("2-digit CVV", {"amount": "20"}, {"card_cvv": "12"}, "card_cvv", "3 digits"),
-    ("3-digit CVV for AE", {"amount": "20"}, {"card_type": "AE"}, "card_cvv", "4 digits"),
+    ("2-digit CVV", {"amount": "20"}, {"card_cvv_secret": "12"}, "card_cvv_secret", "3 digits"),
+    ("3-digit CVV for AE", {"amount": "20"}, {"card_type": "AE"}, "card_cvv_secret", "4 digits"),
     ("unknown card type", {"amount": "20"}, {"card_type": "JC"}, "card_type", "one of VI, MC, DI, AE"),
-    ("test card in production", {"amount": "20"}, {"environment": "production"}, "card_number", "staging test card"),
+    ("plain http in production", {"amount": "20"}, {"environment": "production"}, "host", "plain http:// is refused"),
     ("missing billing name", {"amount": "20"}, {"billing_name": ""}, "billing_name", "missing"),
     ("bad ZIP", {"amount": "20"}, {"billing_zip": "ABCDE"}, "billing_zip", "5 digits"),
     ("unknown environment", {"amount": "20"}, {"environment": "qa"}, "environment", "one of staging, production"),
-    ("bad verify_ssl", {"amount": "20"}, {"verify_ssl": "maybe"}, "verify_ssl", "true or false"),
+    ("bad verify_ssl", {"amount": "20"}, {"verify_ssl": "maybe"}, "verify_ssl", "true, false or the path"),
 ]
 
 #: connection-level problems: (case id, connection type, field changes, field, words)

@@ -279,11 +279,11 @@ def test_click2mail_purchase_for_every_reply_shape(connections: SandboxState, re
         ("9.99", {}, "amount"),
         ("10.001", {}, "amount"),
         (12.5, {}, "amount"),
-        ("10", {"card_number": "4111111111111112"}, "card_number"),
+        ("10", {"card_number_secret": "4111111111111112"}, "card_number_secret"),
         ("10", {"card_exp_year": "2019"}, "card_exp_year"),
-        ("10", {"card_cvv": "12"}, "card_cvv"),
+        ("10", {"card_cvv_secret": "12"}, "card_cvv_secret"),
         ("10", {"billing_zip": ""}, "billing_zip"),
-        ("10", {"environment": "production"}, "card_number"),
+        ("10", {"environment": "production"}, "host"),
     ],
 )
 def test_click2mail_purchase_validation_sends_nothing(
@@ -440,6 +440,6 @@ def test_secrets_are_registered_with_the_masker(connections: SandboxState) -> No
     pb = hook(PB_CONN_ID)
     pb.get_balances()
     token = TOKENS.get(pb.settings.credential_key, lambda: pytest.fail("the token should be cached"))
-    secrets = [c2m.settings.password, c2m.settings.billing_extras["card_number"], pb.settings.api_secret, token]
+    secrets = [c2m.settings.password, c2m.settings.billing_extras["card_number_secret"], pb.settings.api_secret, token]
     for secret in secrets:
         assert secret not in str(redact(f"value={secret}"))

@@ -156,7 +156,7 @@ def test_fetch_result_is_plain_json_without_secrets_or_raw_payload(connections: 
         sandbox_defaults.DEFAULT_C2M_PASSWORD,
         sandbox_defaults.DEFAULT_PB_API_SECRET,
         sandbox_defaults.DEFAULT_PB_API_KEY,
-        BILLING["card_number"],
+        BILLING["card_number_secret"],
         token,
     ):
         assert secret not in text
@@ -312,8 +312,8 @@ def test_result_holds_no_card_data_password_or_token(
         assert json.loads(json.dumps(result)) == result
         text = json.dumps(result)
         for secret in (
-            BILLING["card_number"],
-            BILLING["card_number"][-4:],
+            BILLING["card_number_secret"],
+            BILLING["card_number_secret"][-4:],
             sandbox_defaults.DEFAULT_C2M_PASSWORD,
             sandbox_defaults.DEFAULT_PB_API_SECRET,
             token,

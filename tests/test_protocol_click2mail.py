@@ -184,15 +184,15 @@ def test_bad_connection_is_refused(
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"card_number": "4111111111111112"}, "card_number"),
-        ({"card_number": "41111111"}, "card_number"),
+        ({"card_number_secret": "4111111111111112"}, "card_number_secret"),
+        ({"card_number_secret": "41111111"}, "card_number_secret"),
         ({"card_exp_month": "13"}, "card_exp_month"),
         ({"card_exp_month": "00"}, "card_exp_month"),
         ({"card_exp_year": "2020"}, "card_exp_year"),
         ({"card_exp_year": "25"}, "card_exp_year"),
         ({"card_exp_year": "202"}, "card_exp_year"),
-        ({"card_cvv": "12"}, "card_cvv"),
-        ({"card_type": "AE"}, "card_cvv"),
+        ({"card_cvv_secret": "12"}, "card_cvv_secret"),
+        ({"card_type": "AE"}, "card_cvv_secret"),
         ({"card_type": "XX"}, "card_type"),
         ({"billing_zip": "3456"}, "billing_zip"),
         ({"billing_name": ""}, "billing_name"),
@@ -214,7 +214,7 @@ def test_expiry_this_month_is_still_valid_and_two_digit_year_is_expanded() -> No
 
 def test_amex_needs_four_digit_cvv() -> None:
     profile = c2m.validate_billing(
-        settings(card_type="ae", card_cvv="1234", card_number="378282246310005"), today=TODAY
+        settings(card_type="ae", card_cvv_secret="1234", card_number_secret="378282246310005"), today=TODAY
     )
     assert profile.card_type == "AE"
 
@@ -222,7 +222,7 @@ def test_amex_needs_four_digit_cvv() -> None:
 def test_test_card_refused_in_production() -> None:
     with pytest.raises(PostageConfigError, match="staging test card") as caught:
         c2m.validate_billing(settings("production"), today=TODAY)
-    assert caught.value.field == "card_number"
+    assert caught.value.field == "card_number_secret"
     assert "4111111111111111" not in str(caught.value)
 
 

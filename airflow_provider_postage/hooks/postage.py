@@ -11,18 +11,20 @@ import datetime as dt
 import logging
 import random
 import time
+import warnings
 from abc import abstractmethod
 from collections.abc import Callable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeVar
 
 import pendulum
+from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from airflow_provider_postage import get_provider_info as _info
 from airflow_provider_postage._tokens import TOKENS
-from airflow_provider_postage._transport import DEFAULT_TIMEOUT, send
+from airflow_provider_postage._transport import DEFAULT_TIMEOUT, new_session, send
 from airflow_provider_postage.protocol import click2mail as c2m
 from airflow_provider_postage.protocol import pitney_bowes as pb
 from airflow_provider_postage.protocol.errors import (
@@ -33,7 +35,7 @@ from airflow_provider_postage.protocol.errors import (
     PostageTransportError,
     PurchaseOutcomeUnknownError,
 )
-from airflow_provider_postage.protocol.http import HttpRequest, HttpResponse
+from airflow_provider_postage.protocol.http import HttpRequest, HttpResponse, is_plain_http
 from airflow_provider_postage.protocol.money import format_money
 from airflow_provider_postage.protocol.records import CREDIT, POSTAGE, Balance, PurchaseResult
 
@@ -45,6 +47,16 @@ __all__ = ["Click2MailHook", "PitneyBowesHook", "PostageHook", "get_postage_hook
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+S = TypeVar("S", c2m.Click2MailSettings, pb.PitneyBowesSettings)
+
+
+class _ConnectionFields(NamedTuple):
+    login: str | None
+    password: str | None
+    host: str | None
+    extra: dict[str, Any]
+    port: int | None
+    schema: str | None
 
 
 def _is_transient(error: BaseException) -> bool:
@@ -169,7 +181,7 @@ class PostageHook(BaseHook):
 
     # --- plumbing -----------------------------------------------------------------------------------
 
-    def _connection_fields(self) -> tuple[str | None, str | None, str | None, dict[str, Any]]:
+    def _connection_fields(self) -> _ConnectionFields:
         conn: Connection = self.get_connection(self.postage_conn_id)
         if conn.conn_type not in (None, "", self.conn_type):
             raise PostageConfigError(
@@ -178,15 +190,30 @@ class PostageHook(BaseHook):
             )
         if conn.password:
             mask_secret(conn.password)
-        return conn.login, conn.password, conn.host, dict(conn.extra_dejson)
+        return _ConnectionFields(conn.login, conn.password, conn.host, dict(conn.extra_dejson), conn.port, conn.schema)
+
+    def _checked(self, settings: S) -> S:
+        """Warn once about what a connection should change: plain HTTP, extras under deprecated names."""
+        if is_plain_http(settings.base_url):
+            log.warning(
+                "%s: plain http:// to %s; credentials travel in clear (only for a local sandbox or staging)",
+                self.postage_conn_id,
+                settings.base_url,
+            )
+        renamed = getattr(settings, "deprecated_extras", ())
+        if renamed:
+            message = (
+                f"connection {self.postage_conn_id!r}: the extras {', '.join(renamed)} are deprecated because "
+                f"Airflow shows them in clear; rename them to {', '.join(c2m.RENAMED_EXTRAS[n] for n in renamed)}"
+            )
+            warnings.warn(message, AirflowProviderDeprecationWarning, stacklevel=3)
+            log.warning("%s", message)
+        return settings
 
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            import requests
-
-            self._session = requests.Session()
-            self._session.trust_env = False  # no proxy or .netrc credentials slipped in from the environment
+            self._session = new_session()
         return self._session
 
     def close(self) -> None:
@@ -195,7 +222,7 @@ class PostageHook(BaseHook):
             self._session = None
 
     def _send(self, request: HttpRequest) -> HttpResponse:
-        verify = bool(self.settings.verify)
+        verify = self.settings.verify
         if not verify and not self._warned_insecure:
             log.warning("%s: TLS certificate verification is off (verify_ssl: false)", self.postage_conn_id)
             self._warned_insecure = True
@@ -271,12 +298,16 @@ class Click2MailHook(PostageHook):
     @property
     def settings(self) -> c2m.Click2MailSettings:
         if self._settings is None:
-            login, password, host, extra = self._connection_fields()
+            fields = self._connection_fields()
             for name in c2m.SECRET_EXTRAS:
-                value = extra.get(name) or extra.get(f"extra__click2mail__{name}")
+                value = fields.extra.get(name) or fields.extra.get(f"extra__click2mail__{name}")
                 if value:
                     mask_secret(str(value))
-            self._settings = c2m.settings_from_connection(login, password, host, extra)
+            self._settings = self._checked(
+                c2m.settings_from_connection(
+                    fields.login, fields.password, fields.host, fields.extra, port=fields.port, schema=fields.schema
+                )
+            )
         return self._settings
 
     def _balance(self) -> Balance:
@@ -367,7 +398,12 @@ class PitneyBowesHook(PostageHook):
     @property
     def settings(self) -> pb.PitneyBowesSettings:
         if self._settings is None:
-            self._settings = pb.settings_from_connection(*self._connection_fields())
+            fields = self._connection_fields()
+            self._settings = self._checked(
+                pb.settings_from_connection(
+                    fields.login, fields.password, fields.host, fields.extra, port=fields.port, schema=fields.schema
+                )
+            )
         return self._settings
 
     def _fetch_token(self) -> pb.Token:

@@ -17,6 +17,7 @@ from airflow_provider_postage.protocol.errors import (
     PostageError,
     PostageTransportError,
     PostageValidationError,
+    TransactionReplayedError,
 )
 from airflow_provider_postage.protocol.money import format_money, parse_amount, parse_threshold, round_up
 from airflow_provider_postage.protocol.records import Balance
@@ -205,7 +206,7 @@ class PurchaseCreditOperator(BaseOperator):
             pending = None  # a purchase on another connection, e.g. before the task was changed and cleared
         before = hook.get_balance()
         if pending is not None:
-            return self._resume(hook, context, pending, before, transaction_id, journal)
+            return self._resume(hook, context, pending, before, transaction_id, journal, cap)
 
         if wanted is None:
             assert target is not None
@@ -251,6 +252,9 @@ class PurchaseCreditOperator(BaseOperator):
             if not error.request_sent:
                 journal.clear()  # it never left this machine: nothing was charged, a retry may buy afresh
             raise
+        except TransactionReplayedError as error:
+            journal.clear()  # the outcome is known: nothing new was bought
+            raise AirflowFailException(str(error)) from None
         after = self._balance_after(hook)
         result = self._result(hook, PURCHASED, amount, before, after, transaction_id)
         journal.complete(result)
@@ -272,10 +276,27 @@ class PurchaseCreditOperator(BaseOperator):
         now: Balance,
         transaction_id: str,
         journal: PurchaseJournal,
+        cap: Decimal,
     ) -> dict[str, Any]:
-        """An earlier try of this task instance started a purchase and did not see it through."""
+        """An earlier try of this task instance started a purchase and did not see it through. It is
+        resumed only as it was: on the same connection and within this try's ``max_amount``."""
         amount = Decimal(str(pending["amount"]))
         before = Decimal(str(pending["balance_before"]))
+        where = journal_location(context, transaction_id)
+        if pending.get("conn_id") != self.postage_conn_id:
+            raise AirflowFailException(
+                f"An earlier try of this task started a purchase of {format_money(amount)} on "
+                f"{pending.get('conn_id')!r} whose outcome is unknown; this try is for {self.postage_conn_id!r}. "
+                f"Not resuming it on another account, and not buying. Check {pending.get('conn_id')!r}, then "
+                f"delete {where} and run the task again."
+            )
+        if amount > cap:
+            raise AirflowFailException(
+                f"An earlier try of this task started a purchase of {format_money(amount)} on "
+                f"{self.postage_conn_id!r} whose outcome is unknown, above this try's max_amount "
+                f"{format_money(cap)}. Not resuming it. Check the account, then delete {where} and run the "
+                "task again."
+            )
         earlier = Balance(**{**now.__dict__, "available": before})
         if now.available - before >= amount:
             self.log.info(
@@ -297,5 +318,5 @@ class PurchaseCreditOperator(BaseOperator):
             f"An earlier try of this task started a Click2Mail purchase of {format_money(amount)} on "
             f"{self.postage_conn_id!r} whose outcome is unknown: the balance was {format_money(before)} before it "
             f"and is {format_money(now.available)} now. Not buying again. Check the account; to buy anyway, "
-            f"delete {journal_location(context, transaction_id)} and run the task again."
+            f"delete {where} and run the task again."
         )

@@ -26,9 +26,10 @@ from airflow_provider_postage.protocol.http import (
     HttpResponse,
     basic_auth,
     normalize_base_url,
+    refuse_plain_http,
     verify_tls,
 )
-from airflow_provider_postage.protocol.money import format_money, parse_amount
+from airflow_provider_postage.protocol.money import format_money, parse_amount, reply_amount
 from airflow_provider_postage.protocol.records import CLICK2MAIL, CREDIT, Balance, PurchaseResult
 
 PROVIDER = CLICK2MAIL
@@ -41,13 +42,18 @@ MINIMUM_PURCHASE = Decimal("10.00")
 STAGING_TEST_CARD = "4111111111111111"
 CARD_TYPES = ("VI", "MC", "DI", "AE")
 BILLING_FIELDS = ("billing_name", "billing_address1", "billing_city", "billing_state", "billing_zip")
-CARD_FIELDS = ("card_number", "card_exp_month", "card_exp_year", "card_cvv", "card_type")
+#: The card number and CVV live in extras whose keys hold "secret": Airflow hides an extra by its key
+#: (REST API, UI edit form, ``airflow connections get``), whatever the form widget.
+CARD_NUMBER = "card_number_secret"
+CARD_CVV = "card_cvv_secret"
+CARD_FIELDS = (CARD_NUMBER, "card_exp_month", "card_exp_year", CARD_CVV, "card_type")
+#: Extra names of earlier releases, still read (with a deprecation warning): Airflow shows them in clear.
+RENAMED_EXTRAS = {"card_number": CARD_NUMBER, "card_cvv": CARD_CVV}
 #: Extras that hold secrets: registered with the masker as soon as a connection is read. The CVV is
 #: too short for the masker (under 5 characters), so it is simply never logged, stored or echoed.
-SECRET_EXTRAS = ("card_number",)
+SECRET_EXTRAS = (CARD_NUMBER, "card_number")
 
 _ZIP = re.compile(r"^\d{5}(-\d{4})?$")
-_DECIMAL = re.compile(r"^[+-]?\d+(\.\d+)?$")
 _XML_HEADERS = {"Accept": "application/xml"}
 
 
@@ -77,8 +83,11 @@ class Click2MailSettings:
     environment: str
     base_url: str
     billing_extras: Mapping[str, Any] = field(repr=False, default_factory=dict)
-    #: TLS certificate verification; only a connection's explicit ``verify_ssl: false`` turns it off.
-    verify: bool = True
+    #: TLS certificate verification: True, False (only a connection's explicit ``verify_ssl: false``),
+    #: or the path of a CA bundle.
+    verify: bool | str = True
+    #: Extra names of earlier releases that this connection still uses (the hooks warn).
+    deprecated_extras: tuple[str, ...] = ()
 
 
 def _extra(extra: Mapping[str, Any], name: str) -> Any:
@@ -90,7 +99,13 @@ def _extra(extra: Mapping[str, Any], name: str) -> Any:
 
 
 def settings_from_connection(
-    login: str | None, password: str | None, host: str | None, extra: Mapping[str, Any]
+    login: str | None,
+    password: str | None,
+    host: str | None,
+    extra: Mapping[str, Any],
+    *,
+    port: object = None,
+    schema: str | None = None,
 ) -> Click2MailSettings:
     if not login:
         raise PostageConfigError("login", "the Click2Mail account username is missing")
@@ -99,12 +114,19 @@ def settings_from_connection(
     environment = str(_extra(extra, "environment") or DEFAULT_ENVIRONMENT).strip().lower()
     if environment not in BASE_URLS:
         raise PostageConfigError("environment", f"must be one of {', '.join(BASE_URLS)}")
-    base_url = normalize_base_url(host) if host else BASE_URLS[environment]
+    base_url = normalize_base_url(host, port=port, scheme=schema) if host else BASE_URLS[environment]
     if host and not base_url.endswith("/molpro"):
         base_url = f"{base_url}/molpro"
+    refuse_plain_http(base_url, environment)
     billing = {name: _extra(extra, name) for name in (*BILLING_FIELDS, *CARD_FIELDS)}
+    deprecated = []
+    for old, new in RENAMED_EXTRAS.items():
+        if _extra(extra, old) not in (None, ""):
+            deprecated.append(old)
+            if billing[new] in (None, ""):
+                billing[new] = _extra(extra, old)
     verify = verify_tls(_extra(extra, "verify_ssl"))
-    return Click2MailSettings(login, password, environment, base_url, billing, verify)
+    return Click2MailSettings(login, password, environment, base_url, billing, verify, tuple(deprecated))
 
 
 def luhn_ok(number: str) -> bool:
@@ -129,13 +151,13 @@ def validate_billing(settings: Click2MailSettings, *, today: dt.date) -> Billing
     card_type = raw["card_type"].upper()
     if card_type not in CARD_TYPES:
         raise PostageConfigError("card_type", f"must be one of {', '.join(CARD_TYPES)}")
-    number = re.sub(r"[\s-]", "", raw["card_number"])
+    number = re.sub(r"[\s-]", "", raw[CARD_NUMBER])
     if not number.isdigit() or not 12 <= len(number) <= 19:
-        raise PostageConfigError("card_number", "must be 12 to 19 digits")
+        raise PostageConfigError(CARD_NUMBER, "must be 12 to 19 digits")
     if not luhn_ok(number):
-        raise PostageConfigError("card_number", "fails the Luhn check (mistyped card number)")
+        raise PostageConfigError(CARD_NUMBER, "fails the Luhn check (mistyped card number)")
     if settings.environment == "production" and number == STAGING_TEST_CARD:
-        raise PostageConfigError("card_number", "is the staging test card, which production refuses")
+        raise PostageConfigError(CARD_NUMBER, "is the staging test card, which production refuses")
     month_text = raw["card_exp_month"]
     if not month_text.isdigit() or not 1 <= int(month_text) <= 12:
         raise PostageConfigError("card_exp_month", "must be a month from 01 to 12")
@@ -146,8 +168,8 @@ def validate_billing(settings: Click2MailSettings, *, today: dt.date) -> Billing
     if (year, int(month_text)) < (today.year, today.month):
         raise PostageConfigError("card_exp_year", "the card has expired")
     cvv_length = 4 if card_type == "AE" else 3
-    if not raw["card_cvv"].isdigit() or len(raw["card_cvv"]) != cvv_length:
-        raise PostageConfigError("card_cvv", f"must be {cvv_length} digits for card type {card_type}")
+    if not raw[CARD_CVV].isdigit() or len(raw[CARD_CVV]) != cvv_length:
+        raise PostageConfigError(CARD_CVV, f"must be {cvv_length} digits for card type {card_type}")
     return BillingProfile(
         name=raw["billing_name"],
         address1=raw["billing_address1"],
@@ -157,7 +179,7 @@ def validate_billing(settings: Click2MailSettings, *, today: dt.date) -> Billing
         card_number=number,
         exp_month=f"{int(month_text):02d}",
         exp_year=str(year),
-        cvv=raw["card_cvv"],
+        cvv=raw[CARD_CVV],
         card_type=card_type,
     )
 
@@ -206,7 +228,7 @@ def _parse_xml(response: HttpResponse) -> dict[str, Any] | None:
         raise _unreadable(response, "reply is not XML")
     try:
         document = xmltodict.parse(text)
-    except (ExpatError, ValueError):
+    except (ExpatError, ValueError, RecursionError):
         raise _unreadable(response, "reply is malformed XML") from None
     if not isinstance(document, dict) or len(document) != 1:
         raise _unreadable(response, "reply has no single root element")
@@ -260,9 +282,10 @@ def parse_balance_response(response: HttpResponse, *, conn_id: str, received_at:
     if root is None:
         raise _unreadable(response, "reply is empty")
     _check_status_element(response, root)
-    balance_text = _text(root, "balance")
-    if balance_text is None or not _DECIMAL.match(balance_text):
-        raise _unreadable(response, "reply has no readable <balance>")
+    try:
+        available = reply_amount(_text(root, "balance"), "balance")
+    except ValueError:
+        raise _unreadable(response, "reply has no readable <balance>") from None
     allow_negative_text = (_text(root, "allowNegative") or "").lower()
     return Balance(
         provider=PROVIDER,
@@ -270,7 +293,7 @@ def parse_balance_response(response: HttpResponse, *, conn_id: str, received_at:
         account_type=CREDIT,
         account_number=None,
         currency="USD",
-        available=Decimal(balance_text),
+        available=available,
         as_of=received_at,
         allow_negative=allow_negative_text == "true" if allow_negative_text else None,
     )

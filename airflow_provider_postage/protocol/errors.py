@@ -6,6 +6,8 @@ bodies, headers or connection values, so an exception can be logged or stored wi
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 
 class PostageError(Exception):
     """Base of every error this provider raises."""
@@ -74,3 +76,17 @@ class PostageResponseError(PostageAPIError):
 
 class PurchaseOutcomeUnknownError(PostageError):
     """A purchase may or may not have gone through; it must not be repeated blindly."""
+
+
+class TransactionReplayedError(PostageError):
+    """The API answered a refill with an earlier refill's result: its transaction id was used before,
+    so nothing new was bought. Use a new transaction id for a new refill."""
+
+    def __init__(self, transaction_id: str, *, requested: Decimal, confirmed: Decimal) -> None:
+        self.transaction_id = transaction_id
+        self.requested = requested
+        self.confirmed = confirmed
+        super().__init__(
+            f"transaction id {transaction_id} was used before: the API confirmed {confirmed}, not the {requested} "
+            "asked for, so it replayed an earlier refill and nothing new was bought. Use a new transaction id."
+        )

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_postage.protocol.errors import PostageConfigError
 
@@ -47,38 +48,62 @@ def basic_auth(user: str, password: str) -> str:
     return f"Basic {token}"
 
 
-def normalize_base_url(url: str, *, field_name: str = "host") -> str:
-    """Validate a configured base URL (scheme and host present, no query) and drop a trailing slash."""
+def normalize_base_url(url: str, *, port: object = None, scheme: str | None = None, field_name: str = "host") -> str:
+    """Validate a configured base URL (scheme and host present, no query) and drop a trailing slash.
+
+    A host without a scheme takes ``scheme`` (a connection's Schema field, when it says http or https)
+    or https; the connection's own Port field is added when the host names none."""
     url = url.strip()
     if "://" not in url:
-        url = f"https://{url}"
+        url = f"{scheme if scheme in ('http', 'https') else 'https'}://{url}"
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PostageConfigError(field_name, "must be an http(s) URL with a host name")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise PostageConfigError(field_name, "must not contain a query, fragment or credentials")
     try:
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
+        own_port = parts.port
     except ValueError:
         raise PostageConfigError(field_name, "has an invalid port") from None
-    return url.rstrip("/")
+    if port not in (None, ""):
+        try:
+            number = int(str(port))
+        except ValueError:
+            number = 0
+        if not 0 < number < 65536:
+            raise PostageConfigError("port", "must be a number from 1 to 65535")
+        if own_port is None:
+            parts = parts._replace(netloc=f"{parts.netloc}:{number}")
+        elif own_port != number:
+            raise PostageConfigError("port", f"is {number}, but the host names port {own_port}")
+    return urlunsplit(parts).rstrip("/")
 
 
-def verify_tls(value: object) -> bool:
-    """The ``verify_ssl`` extra: on unless a connection turns it off explicitly (a private endpoint)."""
+def is_plain_http(url: str) -> bool:
+    return url.lower().startswith("http://")
+
+
+def refuse_plain_http(url: str, environment: str, *, field_name: str = "host") -> None:
+    """Production credentials and cards never travel in clear; staging and sandbox hosts may (the
+    hooks warn)."""
+    if environment == "production" and is_plain_http(url):
+        raise PostageConfigError(
+            field_name, "plain http:// is refused for production (credentials would travel in clear); use https://"
+        )
+
+
+def verify_tls(value: object) -> bool | str:
+    """The ``verify_ssl`` extra: on unless a connection turns it off explicitly (a private endpoint), or
+    the path of a CA bundle (PEM) to trust instead of the system's (a private CA, a TLS-inspecting proxy)."""
     if value is None or value == "":
         return True
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in ("true", "1", "yes", "on"):
+    text = str(value).strip()
+    if text.lower() in ("true", "1", "yes", "on"):
         return True
-    if text in ("false", "0", "no", "off"):
+    if text.lower() in ("false", "0", "no", "off"):
         return False
-    raise PostageConfigError("verify_ssl", "must be true or false")
-
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    """Scheme, host and port: credentials may only be sent where the configured host points."""
-    parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port
+    if os.path.isfile(text):
+        return text
+    raise PostageConfigError("verify_ssl", "must be true, false or the path of an existing CA bundle file")

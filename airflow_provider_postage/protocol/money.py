@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from airflow_provider_postage.protocol.errors import PostageValidationError
 
 CENT = Decimal("0.01")
+_DECIMAL_TEXT = re.compile(r"[+-]?\d{1,15}(\.\d{1,15})?")
 #: Far above any real balance or purchase; keeps absurd inputs (``1e400``) out of arithmetic.
 LARGEST = Decimal("1e12")
 
@@ -62,8 +64,26 @@ def round_up(amount: Decimal, step: Decimal) -> Decimal:
     return (amount / step).to_integral_value(rounding=ROUND_CEILING) * step
 
 
+def reply_amount(value: object, name: str) -> Decimal:
+    """An amount read from an API reply: a JSON number (already a Decimal), an int or a decimal string,
+    finite and below :data:`LARGEST`. Raises ValueError naming the field, never quoting the value."""
+    if isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value.strip()):
+        value = Decimal(value.strip())
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise ValueError(f"field {name} is missing or not a number")
+    if isinstance(value, int) and abs(value) >= LARGEST:  # before Decimal(): a huge int is slow to convert
+        raise ValueError(f"field {name} is implausibly large")
+    result = Decimal(value)
+    if not result.is_finite() or abs(result) >= LARGEST:
+        raise ValueError(f"field {name} is not a plausible amount")
+    return result
+
+
 def format_money(amount: Decimal) -> str:
     """``Decimal('12.5')`` -> ``'12.50'``: the form used in XCom, logs and messages; never rounds."""
-    if amount == amount.quantize(CENT):
-        return str(amount.quantize(CENT))
+    try:
+        if amount == amount.quantize(CENT):
+            return str(amount.quantize(CENT))
+    except InvalidOperation:  # beyond the context's precision: shown as it is
+        pass
     return str(amount)

@@ -18,15 +18,17 @@ from airflow_provider_postage.protocol.errors import (
     PostageConfigError,
     PostageResponseError,
     PostageValidationError,
+    TransactionReplayedError,
 )
 from airflow_provider_postage.protocol.http import (
     HttpRequest,
     HttpResponse,
     basic_auth,
     normalize_base_url,
+    refuse_plain_http,
     verify_tls,
 )
-from airflow_provider_postage.protocol.money import parse_amount
+from airflow_provider_postage.protocol.money import parse_amount, reply_amount
 from airflow_provider_postage.protocol.records import (
     LINE_OF_CREDIT,
     PITNEY_BOWES,
@@ -44,6 +46,8 @@ DEFAULT_ENVIRONMENT = "sandbox"
 #: Used when a token reply has no readable ``expiresIn``: short enough to be safe, and a 401 still
 #: makes the hook fetch a new token early.
 FALLBACK_TOKEN_LIFETIME = 300
+#: Tokens are never trusted for longer than this, whatever ``expiresIn`` says (PB's last about 10 hours).
+MAX_TOKEN_LIFETIME = 24 * 3600
 TRANSACTION_ID_MAX = 25
 _TRANSACTION_ID = re.compile(r"^[A-Za-z0-9_-]{1,25}$")
 _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -58,8 +62,13 @@ class PitneyBowesSettings:
     host: str
     developer_id: str
     postal_reporting_number: str
-    #: TLS certificate verification; only a connection's explicit ``verify_ssl: false`` turns it off.
-    verify: bool = True
+    #: TLS certificate verification: True, False (only a connection's explicit ``verify_ssl: false``),
+    #: or the path of a CA bundle.
+    verify: bool | str = True
+
+    @property
+    def base_url(self) -> str:
+        return self.host
 
     @property
     def token_url(self) -> str:
@@ -88,7 +97,13 @@ def _extra(extra: Mapping[str, Any], name: str) -> Any:
 
 
 def settings_from_connection(
-    login: str | None, password: str | None, host: str | None, extra: Mapping[str, Any]
+    login: str | None,
+    password: str | None,
+    host: str | None,
+    extra: Mapping[str, Any],
+    *,
+    port: object = None,
+    schema: str | None = None,
 ) -> PitneyBowesSettings:
     if not login:
         raise PostageConfigError("login", "the Pitney Bowes API key is missing")
@@ -97,8 +112,9 @@ def settings_from_connection(
     environment = str(_extra(extra, "environment") or DEFAULT_ENVIRONMENT).strip().lower()
     if environment not in HOSTS:
         raise PostageConfigError("environment", f"must be one of {', '.join(HOSTS)}")
-    base = normalize_base_url(host) if host else HOSTS[environment]
+    base = normalize_base_url(host, port=port, scheme=schema) if host else HOSTS[environment]
     base = base.removesuffix("/shippingservices")
+    refuse_plain_http(base, environment)
     ids = {}
     for name in ("developer_id", "postal_reporting_number"):
         value = str(_extra(extra, name) or "").strip()
@@ -122,7 +138,7 @@ def validate_refill_amount(amount: object) -> Decimal:
 
 
 def validate_transaction_id(transaction_id: str) -> str:
-    if not isinstance(transaction_id, str) or not _TRANSACTION_ID.match(transaction_id):
+    if not isinstance(transaction_id, str) or not _TRANSACTION_ID.fullmatch(transaction_id):
         raise PostageValidationError("transaction_id", "must be 1 to 25 characters of letters, digits, '-' and '_'")
     return transaction_id
 
@@ -161,12 +177,12 @@ def parse_token_response(response: HttpResponse) -> Token:
         raise PostageResponseError(PROVIDER, response.status, "token reply has no access_token")
     expires = document.get("expiresIn", document.get("expires_in"))
     try:
-        expires_in = int(Decimal(str(expires)))
-    except (ArithmeticError, ValueError):  # absent or unreadable: fall back to a short lifetime
-        expires_in = FALLBACK_TOKEN_LIFETIME
-    if expires_in <= 0:
-        expires_in = FALLBACK_TOKEN_LIFETIME
-    return Token(token, expires_in)
+        lifetime = Decimal(str(expires))
+    except (ArithmeticError, ValueError):
+        lifetime = Decimal(0)
+    if not lifetime.is_finite() or lifetime <= 0:  # absent or unreadable: fall back to a short lifetime
+        lifetime = Decimal(FALLBACK_TOKEN_LIFETIME)
+    return Token(token, int(min(lifetime, Decimal(MAX_TOKEN_LIFETIME))))
 
 
 def _bearer_headers(token: str) -> dict[str, str]:
@@ -188,11 +204,10 @@ def _amount(account: Mapping[str, Any], name: str, response: HttpResponse, *, re
     value = account.get(name)
     if value is None and not required:
         return None
-    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
-        return Decimal(value)
-    if isinstance(value, str) and re.match(r"^-?\d+(\.\d+)?$", value.strip()):
-        return Decimal(value.strip())
-    raise PostageResponseError(PROVIDER, response.status, f"account field {name} is missing or not a number")
+    try:
+        return reply_amount(value, name)
+    except ValueError as error:
+        raise PostageResponseError(PROVIDER, response.status, str(error)) from None
 
 
 def parse_balance_response(response: HttpResponse, *, conn_id: str, received_at: dt.datetime) -> list[Balance]:
@@ -257,17 +272,28 @@ def build_refill_request(
 def parse_refill_response(
     response: HttpResponse, *, conn_id: str, amount: Decimal, transaction_id: str
 ) -> PurchaseResult:
-    """A 2xx is the API's word that the refill is done; the body only echoes it."""
+    """A 2xx is the API's word that the refill is done, and the amount it echoes is what was done. An
+    amount other than the one asked means PB replayed an earlier refill with this transaction id:
+    nothing new was bought, and that is an error, never a success."""
     if not 200 <= response.status < 300:
         raise error_from_response(response)
     currency = "USD"
+    confirmed = amount
     try:
         document = _parse_json(response)
-        if isinstance(document, dict) and isinstance(document.get("currencyCode"), str):
-            currency = document["currencyCode"]
     except PostageResponseError:
-        pass
-    return PurchaseResult(PROVIDER, conn_id, amount, currency, transaction_id, "Success")
+        document = None
+    if isinstance(document, dict):
+        if isinstance(document.get("currencyCode"), str) and document["currencyCode"].strip():
+            currency = document["currencyCode"].strip()[:3]
+        if document.get("amount") is not None:
+            try:
+                confirmed = reply_amount(document["amount"], "amount")
+            except ValueError:
+                confirmed = amount  # an unreadable echo does not undo the API's 2xx
+    if confirmed != amount:
+        raise TransactionReplayedError(transaction_id, requested=amount, confirmed=confirmed)
+    return PurchaseResult(PROVIDER, conn_id, confirmed, currency, transaction_id, "Success")
 
 
 # --- errors ----------------------------------------------------------------------------------------
@@ -281,9 +307,13 @@ def _parse_json(response: HttpResponse) -> Any:
         kind = response.content_type or "no content type"
         raise PostageResponseError(PROVIDER, response.status, f"reply is not JSON ({kind}, {len(response.body)} bytes)")
     try:
-        return json.loads(text, parse_float=Decimal)
-    except ValueError:
+        return json.loads(text, parse_float=Decimal, parse_constant=_no_constant)
+    except (ValueError, RecursionError, ArithmeticError):
         raise PostageResponseError(PROVIDER, response.status, "reply is malformed JSON") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _error_entries(document: Any) -> list[Mapping[str, Any]]:

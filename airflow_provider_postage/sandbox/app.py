@@ -36,14 +36,10 @@ unknown name -> 404 ``{"error": …}``, bad value -> 400 ``{"error": …}``):
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import logging
 import threading
-import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
@@ -69,99 +65,22 @@ from .state import (
     SandboxState,
     UnknownEntityError,
 )
+from .wire import (
+    DROP_MARKER_HEADER,
+    WIRE_MARKER_HEADER,
+    ConnectionRegistry,
+    WireMiddleware,
+    install_drop_log_filter,
+    interruptible_sleep,
+    padding_text,
+)
 
-__all__ = ["DROP_MARKER_HEADER", "XML_DECLARATION", "create_app"]
+__all__ = ["DROP_MARKER_HEADER", "XML_DECLARATION", "create_app", "install_drop_log_filter"]
 
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
 XML = "application/xml"
 JSON = "application/json"
 HTML = "text/html"
-
-#: Internal response header by which a route asks the drop middleware to cut the reply short.
-DROP_MARKER_HEADER = "x-postage-sandbox-drop"
-
-_Scope = MutableMapping[str, Any]
-_Message = MutableMapping[str, Any]
-_Receive = Callable[[], Awaitable[_Message]]
-_Send = Callable[[_Message], Awaitable[None]]
-_ASGIApp = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
-
-
-# --------------------------------------------------------------------------------------------
-# Dropping connections ("reply lost")
-# --------------------------------------------------------------------------------------------
-_DROPPED: ContextVar[bool] = ContextVar("postage_sandbox_dropped", default=False)
-
-
-class _DropLogFilter(logging.Filter):
-    """Silence uvicorn's complaint about the incomplete reply that a drop fault sends on purpose."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (_DROPPED.get() and "without completing response" in record.getMessage())
-
-
-_DROP_LOG_FILTER = _DropLogFilter()
-
-
-def install_drop_log_filter() -> None:
-    """Attach the filter to uvicorn's error logger (idempotent)."""
-    logger = logging.getLogger("uvicorn.error")
-    if _DROP_LOG_FILTER not in logger.filters:
-        logger.addFilter(_DROP_LOG_FILTER)
-
-
-class _DropMiddleware:
-    """Turn a response marked with :data:`DROP_MARKER_HEADER` into a truncated one.
-
-    The head announces ``Content-Length`` = body length + 1024, only the first half of the body is
-    sent, then the ASGI call ends without completing the response, so the server closes the
-    connection: clients see a broken read (requests: ChunkedEncodingError, httpx: RemoteProtocolError).
-    """
-
-    def __init__(self, app: _ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        held_start: _Message | None = None
-        chunks: list[bytes] = []
-        done = False
-
-        async def guarded_send(message: _Message) -> None:
-            nonlocal held_start, done
-            if done:
-                return
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                if any(name.lower() == DROP_MARKER_HEADER.encode() for name, _ in headers):
-                    held_start = dict(message)
-                    held_start["headers"] = headers
-                    return
-                await send(message)
-                return
-            if held_start is None or message["type"] != "http.response.body":
-                await send(message)
-                return
-            chunks.append(bytes(message.get("body", b"")))
-            if message.get("more_body", False):
-                return
-            full = b"".join(chunks)
-            kept = [
-                (name, value)
-                for name, value in held_start["headers"]
-                if name.lower() not in (DROP_MARKER_HEADER.encode(), b"content-length")
-            ]
-            kept.append((b"content-length", str(len(full) + 1024).encode()))
-            held_start["headers"] = kept
-            await send(held_start)
-            await send({"type": "http.response.body", "body": full[: len(full) // 2], "more_body": True})
-            done = True
-            _DROPPED.set(True)
-
-        await self.app(scope, receive, guarded_send)
-
 
 # --------------------------------------------------------------------------------------------
 # Response helpers
@@ -314,19 +233,17 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
         version="1.0",
     )
     app.state.sandbox = sandbox
-    # Set (by SandboxServer.stop) to cut fault delays short so that shutdown stays quick and clean.
+    # Set (by SandboxServer.stop) to cut fault delays and trickles short so that shutdown stays quick and clean.
     stopping = threading.Event()
     app.state.stopping = stopping
-    app.add_middleware(_DropMiddleware)
+    # Open connections by peer address, filled by SandboxServer's HTTP protocol (raw-socket wire faults).
+    registry = ConnectionRegistry()
+    app.state.connections = registry
+    app.add_middleware(WireMiddleware, sandbox=sandbox, registry=registry, stopping=stopping)
     install_drop_log_filter()
 
     async def sleep(delay: float) -> None:
-        deadline = time.monotonic() + delay
-        while not stopping.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            await asyncio.sleep(min(remaining, 0.05))
+        await interruptible_sleep(delay, stopping)
 
     async def with_fault(
         endpoint: Endpoint,
@@ -599,14 +516,49 @@ def _fault_response(
         response = _response(status, body, content_type)
     elif reply is not None:
         response = reply
-    else:  # drop without status/body, request not processed
+    elif fault.wire == "oversize":  # request not processed: a padding-only document
+        response = _response(200, "", _DROP_STUBS[endpoint][1])
+    else:  # drop / wire fault without status/body, request not processed
         stub, content_type = _DROP_STUBS[endpoint]
         response = _response(200, stub, content_type)
+    if fault.wire == "oversize":
+        response = _oversized(response)
     for name, value in fault.headers:
         response.headers[name] = value
     if fault.drop:
         response.headers[DROP_MARKER_HEADER] = "1"
+    if fault.wire is not None:
+        marker = f"trickle; interval={fault.trickle_interval!r}" if fault.wire == "trickle" else fault.wire
+        response.headers[WIRE_MARKER_HEADER] = marker
     return response
+
+
+def _padded(text: str, content_type: str) -> str:
+    """``text`` with about 1.5 MiB of padding that keeps it a document of ``content_type``."""
+    filler = padding_text()
+    media = content_type.split(";")[0].strip().lower()
+    stripped = text.strip()
+    if media.endswith("json"):
+        if stripped.startswith("{") and stripped.endswith("}"):
+            inner = stripped[1:-1].strip()
+            return "{" + (inner + "," if inner else "") + f'"padding":"{filler}"' + "}"
+        if stripped.startswith("[") and stripped.endswith("]"):
+            inner = stripped[1:-1].strip()
+            return "[" + (inner + "," if inner else "") + f'{{"padding":"{filler}"}}' + "]"
+        if not stripped:
+            return f'{{"padding":"{filler}"}}'
+        return f"{text}\n{filler}"
+    if not stripped and media.endswith("xml"):
+        return f"{XML_DECLARATION}\n<padding>{filler}</padding>\n"
+    separator = "" if not text or text.endswith("\n") else "\n"
+    return f"{text}{separator}<!-- {filler} -->\n"
+
+
+def _oversized(response: Response) -> Response:
+    content_type = response.headers.get("content-type") or JSON
+    text = bytes(response.body).decode("utf-8", errors="replace")
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+    return _response(response.status_code, _padded(text, content_type), content_type, headers)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,19 +1,59 @@
-"""Run the sandbox application with uvicorn in a background thread."""
+"""Run the sandbox application with uvicorn in a background thread, over HTTP or HTTPS.
+
+The server speaks like a real one behind TLS terminators, gateways and CDNs:
+
+* ``tls=True``: HTTPS with a certificate for ``127.0.0.1``, ``localhost`` and ``::1`` issued by a
+  local CA (one per process, made with ``trustme``); :attr:`SandboxServer.ca_path` is the CA's PEM
+  file for clients (``requests``: ``verify=server.ca_path``; ``httpx``:
+  ``verify=server.client_ssl_context()``). Without it clients refuse the certificate.
+* setting ``compress`` (default on): bodies gzip/deflate-compressed when ``Accept-Encoding`` allows;
+* setting ``chunked`` (default on): ``Transfer-Encoding: chunked`` in several pieces;
+* the wire faults of :class:`.state.Fault` (``tls_alert``, ``corrupt_record``, ``reset``,
+  ``cut_body``, ``oversize``, ``trickle``): the raw-socket ones reach the TCP socket under the TLS
+  layer through the HTTP protocol class installed here, which records each connection's transport
+  by peer address (:class:`.wire.ConnectionRegistry`).
+
+Settings: :meth:`.state.SandboxState.update_settings` or ``POST /_sandbox/settings``.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .app import create_app, install_drop_log_filter
 from .state import SandboxState
+from .wire import ConnectionRegistry
 
 __all__ = ["SandboxServer"]
+
+
+def _protocol_class(registry: ConnectionRegistry) -> type[asyncio.Protocol]:
+    """uvicorn's h11 protocol, recording each connection's transport in ``registry`` while it is open."""
+
+    class SandboxH11Protocol(H11Protocol):
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if self.client is not None:
+                registry.add(self.client, transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            try:
+                super().connection_lost(exc)
+            finally:
+                if self.client is not None:
+                    registry.discard(self.client, self.transport)
+
+    return SandboxH11Protocol
 
 
 class SandboxServer:
@@ -21,7 +61,8 @@ class SandboxServer:
 
     ``port=0`` picks a free ephemeral port. :meth:`start` binds the socket itself (so :attr:`port`
     and :attr:`url` are known) and returns once uvicorn serves it. Use as a context manager or call
-    :meth:`stop`.
+    :meth:`stop`. With ``tls=True`` it serves HTTPS (:attr:`url` is ``https://…``, :attr:`ca_path`
+    the CA to trust); see the module docstring for the wire behaviour.
     """
 
     def __init__(
@@ -31,11 +72,13 @@ class SandboxServer:
         port: int = 0,
         *,
         log_level: str = "warning",
+        tls: bool = False,
     ) -> None:
         self.state = state if state is not None else SandboxState()
         self.host = host
         self._requested_port = port
         self._log_level = log_level
+        self._tls = bool(tls)
         self._socket: socket.socket | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -52,7 +95,32 @@ class SandboxServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        """True when the server speaks HTTPS."""
+        return self._tls
+
+    @property
+    def ca_path(self) -> str | None:
+        """Path of a PEM file with the CA certificate that signed the server's (None for plain HTTP).
+
+        The same CA serves every TLS sandbox of the process; the file lives until the process exits.
+        """
+        if not self._tls:
+            return None
+        from .tls import tls_material
+
+        return str(tls_material().ca_path)
+
+    def client_ssl_context(self) -> ssl.SSLContext:
+        """A client SSL context trusting :attr:`ca_path` (for ``httpx``'s ``verify=``)."""
+        if not self._tls:
+            raise RuntimeError("the sandbox server does not use TLS")
+        from .tls import client_ssl_context
+
+        return client_ssl_context()
 
     @property
     def running(self) -> bool:
@@ -81,18 +149,29 @@ class SandboxServer:
         self._port = int(sock.getsockname()[1])
         app = create_app(self.state)
         self._stopping = app.state.stopping
+        tls_options: dict[str, Any] = {}
+        if self._tls:
+            from .tls import tls_material
+
+            try:
+                material = tls_material()
+            except BaseException:
+                self._cleanup()
+                raise
+            tls_options = {"ssl_certfile": str(material.cert_path), "ssl_keyfile": str(material.key_path)}
         config = uvicorn.Config(
             app,
             log_level=self._log_level,
             log_config=None,
             lifespan="off",
-            http="h11",
+            http=_protocol_class(app.state.connections),
             loop="asyncio",
             ws="none",
             proxy_headers=False,
             server_header=False,
             access_log=False,
             timeout_graceful_shutdown=1,
+            **tls_options,
         )
         install_drop_log_filter()
         server = uvicorn.Server(config)

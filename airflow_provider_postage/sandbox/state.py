@@ -8,6 +8,7 @@ all clocks are integer nanoseconds, so no float ever touches an amount.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import threading
 import time
@@ -48,6 +49,7 @@ __all__ = [
     "DEMO_BILLING",
     "ENDPOINTS",
     "PB_DUPLICATE_POLICIES",
+    "WIRE_FAULTS",
     "C2MAccountSeed",
     "C2MEnvironment",
     "C2MPurchaseReply",
@@ -68,6 +70,7 @@ __all__ = [
     "SandboxState",
     "Seed",
     "UnknownEntityError",
+    "WireFault",
     "money_str",
     "to_money",
 ]
@@ -129,6 +132,10 @@ PB_DUPLICATE_POLICIES: tuple[PBDuplicatePolicy, ...] = get_args(PBDuplicatePolic
 
 C2MEnvironment = Literal["staging", "production"]
 C2M_ENVIRONMENTS: tuple[C2MEnvironment, ...] = get_args(C2MEnvironment)
+
+#: How a :class:`Fault` breaks the reply on the wire (see :class:`Fault`).
+WireFault = Literal["tls_alert", "corrupt_record", "reset", "cut_body", "oversize", "trickle"]
+WIRE_FAULTS: tuple[WireFault, ...] = get_args(WireFault)
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,6 +362,8 @@ class Seed:
           "token_ttl": 35999,
           "c2m_purchase_reply": "full",
           "pb_duplicate_transaction": "replay",
+          "compress": true,
+          "chunked": true,
           "c2m_accounts": [{"username": "u", "password": "p", "balance": "5.00",
                             "allow_negative": false, "environment": "staging"}],
           "pb_credentials": [{"api_key": "k", "api_secret": "s", "developer_id": "44440000"}],
@@ -367,7 +376,8 @@ class Seed:
 
     With ``"include_defaults": true`` the entries are added to the default seed (an entry with the
     same username / api_key / prn replaces the default one); otherwise they are the whole world.
-    A merchant without ``developer_id`` is visible to every developer id.
+    A merchant without ``developer_id`` is visible to every developer id. ``compress`` and ``chunked``
+    are the initial wire settings (see :meth:`SandboxState.update_settings`).
     """
 
     c2m_accounts: tuple[C2MAccountSeed, ...] = ()
@@ -376,6 +386,8 @@ class Seed:
     token_ttl: int = DEFAULT_TOKEN_TTL
     c2m_purchase_reply: C2MPurchaseReply = "full"
     pb_duplicate_transaction: PBDuplicatePolicy = "replay"
+    compress: bool = True
+    chunked: bool = True
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Seed:
@@ -386,6 +398,8 @@ class Seed:
             "token_ttl",
             "c2m_purchase_reply",
             "pb_duplicate_transaction",
+            "compress",
+            "chunked",
             "c2m_accounts",
             "pb_credentials",
             "pb_merchants",
@@ -414,6 +428,8 @@ class Seed:
             token_ttl=_check_ttl(data.get("token_ttl", base.token_ttl)),
             c2m_purchase_reply=_check_reply(data.get("c2m_purchase_reply", base.c2m_purchase_reply)),
             pb_duplicate_transaction=_check_dup(data.get("pb_duplicate_transaction", base.pb_duplicate_transaction)),
+            compress=_bool_field(data, "compress", base.compress),
+            chunked=_bool_field(data, "chunked", base.chunked),
         )
 
     @classmethod
@@ -433,6 +449,8 @@ class Seed:
             "token_ttl": self.token_ttl,
             "c2m_purchase_reply": self.c2m_purchase_reply,
             "pb_duplicate_transaction": self.pb_duplicate_transaction,
+            "compress": self.compress,
+            "chunked": self.chunked,
             "c2m_accounts": [a.to_mapping() for a in self.c2m_accounts],
             "pb_credentials": [c.to_mapping() for c in self.pb_credentials],
             "pb_merchants": [m.to_mapping() for m in self.pb_merchants],
@@ -460,6 +478,12 @@ def _check_reply(value: object) -> C2MPurchaseReply:
 def _check_dup(value: object) -> PBDuplicatePolicy:
     if value not in PB_DUPLICATE_POLICIES:
         raise InvalidSettingError(f"pb_duplicate_transaction must be one of {PB_DUPLICATE_POLICIES}, got {value!r}")
+    return value
+
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidSettingError(f"{name} must be true or false, got {value!r}")
     return value
 
 
@@ -521,12 +545,40 @@ class Fault:
     * ``body`` / ``content_type``: answer this body (status 200 unless ``status`` is given).
     * ``delay``: seconds to wait (asynchronously) before answering.
     * ``apply``: run the normal handler first (purchase/fund applied, token issued), then the fault;
-      with no status/body/drop the normal reply is sent after the delay.
+      with no status/body/drop/wire the normal reply is sent after the delay.
     * ``drop``: send the response head with a Content-Length larger than the body actually sent,
       then close the connection (the "reply lost" case).
     * ``headers``: extra response headers (e.g. ``Retry-After``).
+    * ``wire``: break the reply on the wire, after the reply is decided (with ``apply`` after the
+      purchase / refill / token is applied). One of :data:`WIRE_FAULTS`:
+
+      - ``"tls_alert"``: write a TLS fatal alert record (``15 03 03 00 02 02 50``, internal_error)
+        in clear on the TCP socket under the TLS layer, then close: the client's TLS layer fails
+        after its request was fully sent and processed. On plain HTTP the same 7 bytes arrive as
+        a garbage status line.
+      - ``"corrupt_record"``: write a bogus TLS application-data record (``17 03 03``, a 2-byte
+        length, random bytes) on the raw socket, then close: "bad record mac" / decryption
+        failure in the client (garbage on plain HTTP).
+      - ``"reset"``: close with a TCP RST (SO_LINGER on, timeout 0) without sending any reply.
+      - ``"cut_body"``: send the head and about half of the body, then close. With the ``chunked``
+        setting the head says ``Transfer-Encoding: chunked`` and the terminating chunk never comes;
+        otherwise the head has the true Content-Length and fewer bytes arrive.
+      - ``"oversize"``: the reply (200, or ``status``) gets about 1.5 MiB of valid-looking padding in
+        its content type (a ``"padding"`` member in a JSON object, an XML/HTML comment after the
+        document), random base64 so that it stays over 1 MiB even when compressed. Without
+        ``apply`` (and without status/body) the body is a padding-only document.
+      - ``"trickle"``: send the reply (the normal one unless status/body say otherwise; the handler
+        runs, as with a bare ``delay``) with its head at once, then one body byte every
+        ``trickle_interval`` seconds: a client without an overall deadline hangs while its per-read
+        timeout never fires. Stops (closing the connection) when the server stops.
+
+      Except ``trickle``, a wire fault without ``apply`` means the request is not processed.
+      ``tls_alert``, ``corrupt_record`` and ``reset`` need the connection registry of
+      :class:`~.server.SandboxServer`; under another ASGI server they degrade to ``cut_body``.
+    * ``trickle_interval``: seconds between two bytes of a ``trickle`` reply (> 0, default 0.5).
 
     A fault with only ``delay`` makes a slow but otherwise normal call (applied after the delay).
+    ``drop`` and ``wire`` cannot be combined (``drop`` is an older, lying-Content-Length ``cut_body``).
     """
 
     status: int | None = None
@@ -536,6 +588,8 @@ class Fault:
     apply: bool = False
     drop: bool = False
     headers: tuple[tuple[str, str], ...] = ()
+    wire: WireFault | None = None
+    trickle_interval: float = 0.5
 
     def __post_init__(self) -> None:
         if self.status is not None and (
@@ -546,21 +600,37 @@ class Fault:
             raise InvalidSettingError("fault body must be a string or null")
         if self.content_type is not None and not isinstance(self.content_type, str):
             raise InvalidSettingError("fault content_type must be a string or null")
-        delay_ok = isinstance(self.delay, int | float | Decimal) and not isinstance(self.delay, bool)
-        if not delay_ok or self.delay < 0:
+        delay = _duration(self.delay)
+        if delay is None or delay < 0:
             raise InvalidSettingError(f"fault delay must be a number of seconds >= 0, got {self.delay!r}")
-        object.__setattr__(self, "delay", float(self.delay))  # a duration, not money
+        object.__setattr__(self, "delay", delay)  # a duration, not money
         if not isinstance(self.apply, bool) or not isinstance(self.drop, bool):
             raise InvalidSettingError("fault apply and drop must be booleans")
+        if self.wire is not None and self.wire not in WIRE_FAULTS:
+            raise InvalidSettingError(f"fault wire must be one of {WIRE_FAULTS} or null, got {self.wire!r}")
+        if self.wire is not None and self.drop:
+            raise InvalidSettingError("fault drop and wire cannot be combined (use wire='cut_body')")
+        interval = _duration(self.trickle_interval)
+        if interval is None or interval <= 0:
+            raise InvalidSettingError(
+                f"fault trickle_interval must be a number of seconds > 0, got {self.trickle_interval!r}"
+            )
+        object.__setattr__(self, "trickle_interval", interval)
 
     @property
     def replaces_reply(self) -> bool:
-        """True when the fault decides the reply (status, body or drop) rather than only delaying."""
-        return self.status is not None or self.body is not None or self.drop
+        """True when the fault decides the reply (status, body, drop or a wire fault other than
+        ``trickle``) rather than only delaying or slowing it."""
+        return (
+            self.status is not None
+            or self.body is not None
+            or self.drop
+            or (self.wire is not None and self.wire != "trickle")
+        )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Fault:
-        known = {"status", "body", "content_type", "delay", "apply", "drop", "headers"}
+        known = {"status", "body", "content_type", "delay", "apply", "drop", "headers", "wire", "trickle_interval"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidSettingError(f"unknown fault keys: {unknown}")
@@ -569,7 +639,7 @@ class Fault:
             isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
         ):
             raise InvalidSettingError("fault headers must be an object of strings")
-        delay = data.get("delay", 0)
+        delay = _seconds(data.get("delay", 0))
         return cls(
             status=data.get("status"),
             body=data.get("body"),
@@ -578,6 +648,8 @@ class Fault:
             apply=data.get("apply", False),
             drop=data.get("drop", False),
             headers=tuple(headers.items()),
+            wire=data.get("wire"),
+            trickle_interval=_seconds(data.get("trickle_interval", 0.5)),
         )
 
     def to_mapping(self) -> dict[str, Any]:
@@ -589,7 +661,27 @@ class Fault:
             "apply": self.apply,
             "drop": self.drop,
             "headers": dict(self.headers),
+            "wire": self.wire,
+            "trickle_interval": str(self.trickle_interval),
         }
+
+
+def _duration(value: object) -> float | None:
+    """A finite number of seconds as float (durations are not money), None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        return None
+    seconds = float(value)
+    return seconds if math.isfinite(seconds) else None
+
+
+def _seconds(value: Any) -> Any:
+    """A duration given as a decimal string (the form :meth:`Fault.to_mapping` writes) read as a number."""
+    if isinstance(value, str):
+        try:
+            return Decimal(value.strip())
+        except InvalidOperation:
+            raise InvalidSettingError(f"not a number of seconds: {value!r}") from None
+    return value
 
 
 @dataclass(frozen=True)
@@ -772,6 +864,8 @@ class SandboxState:
         self._c2m_purchase_reply: C2MPurchaseReply = "full"
         self._pb_duplicate_transaction: PBDuplicatePolicy = "replay"
         self._settle_seconds = 0
+        self._compress = True
+        self._chunked = True
         self.reset()
 
     @classmethod
@@ -804,6 +898,8 @@ class SandboxState:
             self._c2m_purchase_reply = seed.c2m_purchase_reply
             self._pb_duplicate_transaction = seed.pb_duplicate_transaction
             self._settle_seconds = 0
+            self._compress = seed.compress
+            self._chunked = seed.chunked
 
     def _add_c2m(self, account: C2MAccountSeed) -> None:
         self._c2m[account.username] = _C2MAccount(
@@ -892,24 +988,65 @@ class SandboxState:
     def settle_seconds(self, value: int) -> None:
         self.update_settings({"settle_seconds": value})
 
-    def settings(self) -> dict[str, Any]:
+    @property
+    def compress(self) -> bool:
+        """Compress reply bodies (gzip or deflate) when the request's Accept-Encoding allows it."""
         with self._lock:
-            return {
-                "token_ttl": self._token_ttl,
-                "c2m_purchase_reply": self._c2m_purchase_reply,
-                "pb_duplicate_transaction": self._pb_duplicate_transaction,
-                "settle_seconds": self._settle_seconds,
-            }
+            return self._compress
+
+    @compress.setter
+    def compress(self, value: bool) -> None:
+        self.update_settings({"compress": value})
+
+    @property
+    def chunked(self) -> bool:
+        """Send HTTP/1.1 reply bodies with ``Transfer-Encoding: chunked`` in several pieces."""
+        with self._lock:
+            return self._chunked
+
+    @chunked.setter
+    def chunked(self, value: bool) -> None:
+        self.update_settings({"chunked": value})
+
+    def _api_settings(self) -> dict[str, Any]:
+        return {
+            "token_ttl": self._token_ttl,
+            "c2m_purchase_reply": self._c2m_purchase_reply,
+            "pb_duplicate_transaction": self._pb_duplicate_transaction,
+            "settle_seconds": self._settle_seconds,
+        }
+
+    def wire_settings(self) -> dict[str, bool]:
+        """The wire settings alone: ``{"compress": …, "chunked": …}``."""
+        with self._lock:
+            return {"compress": self._compress, "chunked": self._chunked}
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting: ``token_ttl``, ``c2m_purchase_reply``, ``pb_duplicate_transaction``,
+        ``settle_seconds`` (API behaviour) and ``compress``, ``chunked`` (wire behaviour)."""
+        with self._lock:
+            return {**self._api_settings(), **self.wire_settings()}
 
     def update_settings(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Set any of ``token_ttl``, ``c2m_purchase_reply``, ``pb_duplicate_transaction``, ``settle_seconds``."""
-        unknown = sorted(set(data) - {"token_ttl", "c2m_purchase_reply", "pb_duplicate_transaction", "settle_seconds"})
+        """Set any of the settings listed in :meth:`settings`; returns them all.
+
+        * ``compress`` (bool, default true): when the request's ``Accept-Encoding`` allows ``gzip``
+          or ``deflate`` (q-values honoured, gzip preferred on a tie), every non-empty reply body is
+          compressed with that coding (``deflate`` = zlib, RFC 1950), with ``Content-Encoding`` and
+          ``Vary: Accept-Encoding``, whatever its size, as CDNs do.
+        * ``chunked`` (bool, default true): HTTP/1.1 replies go out with ``Transfer-Encoding: chunked``
+          (no Content-Length) in up to three pieces, as proxies send them.
+        """
+        known = {"token_ttl", "c2m_purchase_reply", "pb_duplicate_transaction", "settle_seconds", "compress", "chunked"}
+        unknown = sorted(set(data) - known)
         if unknown:
             raise InvalidSettingError(f"unknown settings: {unknown}")
         ttl = _check_ttl(data["token_ttl"]) if "token_ttl" in data else None
         reply = _check_reply(data["c2m_purchase_reply"]) if "c2m_purchase_reply" in data else None
         dup = _check_dup(data["pb_duplicate_transaction"]) if "pb_duplicate_transaction" in data else None
         settle = _check_settle(data["settle_seconds"]) if "settle_seconds" in data else None
+        compress = _check_flag("compress", data["compress"]) if "compress" in data else None
+        chunked = _check_flag("chunked", data["chunked"]) if "chunked" in data else None
         with self._lock:
             if settle is not None:
                 self._settle_seconds = settle
@@ -919,6 +1056,10 @@ class SandboxState:
                 self._c2m_purchase_reply = reply
             if dup is not None:
                 self._pb_duplicate_transaction = dup
+            if compress is not None:
+                self._compress = compress
+            if chunked is not None:
+                self._chunked = chunked
             return self.settings()
 
     def today(self) -> date:
@@ -1112,6 +1253,8 @@ class SandboxState:
         apply: bool = False,
         drop: bool = False,
         headers: Mapping[str, str] | None = None,
+        wire: WireFault | None = None,
+        trickle_interval: float = 0.5,
     ) -> Fault:
         """Queue ``fault`` (or one built from the keywords) for the next ``times`` calls of ``endpoint``,
         after ``after`` calls that are answered normally (e.g. let a read before a purchase through)."""
@@ -1129,6 +1272,8 @@ class SandboxState:
                 apply=apply,
                 drop=drop,
                 headers=tuple((headers or {}).items()),
+                wire=wire,
+                trickle_interval=trickle_interval,
             )
         with self._lock:
             self._faults[name].extend([Fault()] * after + [fault] * times)
@@ -1194,7 +1339,11 @@ class SandboxState:
 
     # ---------------------------------------------------------------------------- snapshot
     def snapshot(self) -> dict[str, Any]:
-        """JSON-ready picture of the whole state (amounts as two-place strings)."""
+        """JSON-ready picture of the whole state (amounts as two-place strings).
+
+        ``"settings"`` holds the API-behaviour settings, ``"wire"`` the wire settings
+        (``compress``, ``chunked``); :meth:`settings` returns both together.
+        """
         with self._lock:
             accounts = {
                 a.username: {
@@ -1240,7 +1389,8 @@ class SandboxState:
                     "active_tokens": sum(1 for t in self._tokens.values() if t.expires_ns > now),
                     "transaction_ids": sorted(f"{prn}:{txn}" for prn, txn in self._transactions),
                 },
-                "settings": self.settings(),
+                "settings": self._api_settings(),
+                "wire": self.wire_settings(),
                 "faults": {name: [f.to_mapping() for f in q] for name, q in self._faults.items()},
             }
 

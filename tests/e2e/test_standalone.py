@@ -144,7 +144,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import c2m_connection, pb_connection
 
-    c2m_secrets = {"card_number": CARD_NUMBER, "card_cvv": CVV}
+    c2m_secrets = {"card_number_secret": CARD_NUMBER, "card_cvv_secret": CVV}
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
