@@ -25,6 +25,7 @@ _VERIFY_SSL = {
     "description": "Turn off only for a private endpoint with a self-signed certificate",
     "schema": {"type": ["boolean", "null"], "default": True},
 }
+_CA_BUNDLE = _text("CA bundle (optional)", "Path of a PEM file of CAs to trust instead of the system's")
 
 CLICK2MAIL_FIELDS = {
     "environment": _text(
@@ -38,12 +39,14 @@ CLICK2MAIL_FIELDS = {
     "billing_city": _text("Billing city"),
     "billing_state": _text("Billing state", "Two-letter state code, e.g. MO"),
     "billing_zip": _text("Billing ZIP code", "12345 or 12345-6789"),
-    "card_number": _text("Card number", "Used only for credit purchases", password=True),
+    # The keys hold "secret" so that Airflow hides the values (REST API, UI, CLI): it goes by the key.
+    "card_number_secret": _text("Card number", "Used only for credit purchases", password=True),
     "card_exp_month": _text("Card expiry month", "01 to 12"),
     "card_exp_year": _text("Card expiry year", "2 or 4 digits"),
-    "card_cvv": _text("Card CVV", "3 digits (4 for American Express)", password=True),
+    "card_cvv_secret": _text("Card CVV", "3 digits (4 for American Express)", password=True),
     "card_type": _text("Card type", "VI, MC, DI or AE", default="VI", enum=["VI", "MC", "DI", "AE"]),
     "verify_ssl": _VERIFY_SSL,
+    "ca_bundle": _CA_BUNDLE,
 }
 
 PITNEY_BOWES_FIELDS = {
@@ -58,16 +61,17 @@ PITNEY_BOWES_FIELDS = {
         "Postal reporting number", "The merchant's Shipper ID, from Get Merchant Accounts"
     ),
     "verify_ssl": _VERIFY_SSL,
+    "ca_bundle": _CA_BUNDLE,
 }
 
 CLICK2MAIL_UI = {
-    "hidden-fields": ["schema", "port", "extra"],
+    "hidden-fields": ["schema", "extra"],
     "relabeling": {"login": "Username", "password": "Password", "host": "Base URL (optional)"},
     "placeholders": {"host": "https://stage-rest.click2mail.com/molpro"},
 }
 
 PITNEY_BOWES_UI = {
-    "hidden-fields": ["schema", "port", "extra"],
+    "hidden-fields": ["schema", "extra"],
     "relabeling": {"login": "API key", "password": "API secret", "host": "Base URL (optional)"},
     "placeholders": {"host": "https://shipping-api-sandbox.pitneybowes.com"},
 }

@@ -69,12 +69,13 @@ def test_providers_manager_sees_both_connection_types() -> None:
     assert manager.hooks["pitney_bowes"].hook_class_name.endswith("PitneyBowesHook")
     widgets = manager.connection_form_widgets
     sensitive = {name for name, info in widgets.items() if info.is_sensitive and "click2mail" in name}
-    assert sensitive == {"extra__click2mail__card_number", "extra__click2mail__card_cvv"}
+    assert sensitive == {"extra__click2mail__card_number_secret", "extra__click2mail__card_cvv_secret"}
     assert {name for name in widgets if name.startswith("extra__pitney_bowes__")} == {
         "extra__pitney_bowes__environment",
         "extra__pitney_bowes__developer_id",
         "extra__pitney_bowes__postal_reporting_number",
         "extra__pitney_bowes__verify_ssl",
+        "extra__pitney_bowes__ca_bundle",
     }
     assert manager.field_behaviours["click2mail"]["relabeling"]["login"] == "Username"
 
@@ -120,3 +121,19 @@ def test_airflow_cli_lists_provider_and_hooks() -> None:
     assert "airflow-provider-postage" in providers.stdout, providers.stderr[-2000:]
     hooks = subprocess.run([airflow_bin, "providers", "hooks"], capture_output=True, text=True, env=env, timeout=120)
     assert "Click2MailHook" in hooks.stdout and "PitneyBowesHook" in hooks.stdout, hooks.stderr[-2000:]
+
+
+def test_every_secret_extra_is_one_airflow_hides_by_its_key() -> None:
+    """Airflow hides an extra in the REST API, the UI and the CLI by its key alone; ``format: password``
+    only changes the widget. So every password field's key must be one Airflow's masker calls sensitive."""
+    try:
+        from airflow._shared.secrets_masker import redact, should_hide_value_for_key
+    except ImportError:  # Airflow 2.11
+        from airflow.utils.log.secrets_masker import redact, should_hide_value_for_key  # type: ignore[no-redef]
+
+    for conn_type in get_provider_info()["connection-types"]:
+        for name, spec in conn_type.get("conn-fields", {}).items():
+            secret = spec["schema"].get("format") == "password"
+            assert should_hide_value_for_key(name) == secret, name
+    extra = {"card_number_secret": "4111111111111111", "card_cvv_secret": "123", "billing_zip": "34567"}
+    assert redact(extra) == {"card_number_secret": "***", "card_cvv_secret": "***", "billing_zip": "34567"}

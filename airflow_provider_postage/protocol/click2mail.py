@@ -125,7 +125,7 @@ def settings_from_connection(
             deprecated.append(old)
             if billing[new] in (None, ""):
                 billing[new] = _extra(extra, old)
-    verify = verify_tls(_extra(extra, "verify_ssl"))
+    verify = verify_tls(_extra(extra, "verify_ssl"), _extra(extra, "ca_bundle"))
     return Click2MailSettings(login, password, environment, base_url, billing, verify, tuple(deprecated))
 
 

@@ -92,16 +92,20 @@ def refuse_plain_http(url: str, environment: str, *, field_name: str = "host") -
         )
 
 
-def verify_tls(value: object) -> bool | str:
-    """The ``verify_ssl`` extra: on unless a connection turns it off explicitly (a private endpoint), or
-    the path of a CA bundle (PEM) to trust instead of the system's (a private CA, a TLS-inspecting proxy)."""
+def verify_tls(value: object, ca_bundle: object = None) -> bool | str:
+    """The ``verify_ssl`` and ``ca_bundle`` extras: verification on unless a connection turns it off
+    explicitly (a private endpoint); against the system's CAs, or those of a PEM file (a private CA, a
+    TLS-inspecting proxy) named by ``ca_bundle`` or, as requests takes it, by ``verify_ssl`` itself."""
+    bundle = str(ca_bundle).strip() if ca_bundle not in (None, "") else None
+    if bundle is not None and not os.path.isfile(bundle):
+        raise PostageConfigError("ca_bundle", "must be the path of an existing CA bundle file (PEM)")
     if value is None or value == "":
-        return True
+        return bundle or True
     if isinstance(value, bool):
-        return value
+        return (bundle or True) if value else False
     text = str(value).strip()
     if text.lower() in ("true", "1", "yes", "on"):
-        return True
+        return bundle or True
     if text.lower() in ("false", "0", "no", "off"):
         return False
     if os.path.isfile(text):

@@ -123,7 +123,7 @@ def settings_from_connection(
         if not _PATH_SEGMENT.match(value):
             raise PostageConfigError(name, "may hold only letters, digits, '.', '-' and '_'")
         ids[name] = value
-    verify = verify_tls(_extra(extra, "verify_ssl"))
+    verify = verify_tls(_extra(extra, "verify_ssl"), _extra(extra, "ca_bundle"))
     return PitneyBowesSettings(
         login, password, environment, base, ids["developer_id"], ids["postal_reporting_number"], verify
     )

@@ -49,10 +49,11 @@ def free_port() -> int:
 
 
 class World:
-    def __init__(self, api: str, sandbox: str, home: Path) -> None:
+    def __init__(self, api: str, sandbox: str, home: Path, env: dict[str, str]) -> None:
         self.api = api
         self.sandbox = sandbox
         self.home = home
+        self.env = env
         self.client = httpx.Client(timeout=30)
         token = self.client.get(f"{api}/auth/token").json()["access_token"]
         self.client.headers["Authorization"] = f"Bearer {token}"
@@ -178,7 +179,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         wait_until(
             lambda: httpx.get(f"{api}/api/v2/monitor/health", timeout=5).status_code == 200, 240, "the API server"
         )
-        world = World(api, sandbox_url, home)
+        world = World(api, sandbox_url, home, env)
         wanted = {
             "postage_scheduled_top_up",
             "postage_shipping_gate",
@@ -276,6 +277,48 @@ def test_a_refused_secret_fails_the_task_with_the_api_message(world: World) -> N
     logs = world.home / "logs" / "dag_id=postage_shipping_gate" / f"run_id={failed[0]['dag_run_id']}"
     text = "\n".join(path.read_text() for path in logs.rglob("*.log"))
     assert "1000032" in text and "Authentication error" in text  # the API's code and message reach the log
+
+
+def test_card_data_is_hidden_by_the_rest_api_and_the_cli(world: World) -> None:
+    """A ``click2mail`` connection in the metadata database, created through the REST API as the UI does:
+    reading it back through the REST API (what the UI's edit form shows) or ``airflow connections list``
+    never shows the card."""
+    from conftest import c2m_connection
+
+    fields = c2m_connection(world.sandbox, card_number_secret=CARD_NUMBER, card_cvv_secret=CVV)
+    body = {
+        "connection_id": "c2m_in_db",
+        "conn_type": "click2mail",
+        "login": fields["login"],
+        "password": C2M_PASSWORD,
+        "host": fields["host"],
+        "extra": json.dumps(fields["extra"]),
+    }
+    created = world.client.post(f"{world.api}/api/v2/connections", json=body)
+    assert created.status_code in (200, 201), created.text
+    try:
+        shown = world.client.get(f"{world.api}/api/v2/connections/c2m_in_db").json()
+        extra = json.loads(shown["extra"])
+        assert (extra["card_number_secret"], extra["card_cvv_secret"], shown["password"]) == ("***", "***", "***")
+        assert extra["billing_zip"] == fields["extra"]["billing_zip"]  # the rest stays readable
+        listed = world.client.get(f"{world.api}/api/v2/connections").text
+        assert CARD_NUMBER not in created.text + json.dumps(shown) + listed
+        # The CLI's listing commands hide them too. (``airflow connections get`` and ``export`` print every
+        # field in clear, the password included: admin commands with the database's key, not a display.)
+        cli = str(VENV_BIN / "airflow")
+        for command in (
+            ["connections", "list", "-o", "json"],
+            ["connections", "list", "--show-values", "--hide-sensitive", "-o", "json"],
+        ):
+            done = subprocess.run(
+                [cli, *command], env=world.env, capture_output=True, text=True, timeout=120, check=False
+            )
+            assert done.returncode == 0, done.stderr[-2000:]
+            assert "c2m_in_db" in done.stdout
+            assert CARD_NUMBER not in done.stdout + done.stderr and C2M_PASSWORD not in done.stdout
+            assert not re.search(r'"card_cvv_secret":\s*"' + CVV, done.stdout)
+    finally:
+        world.client.delete(f"{world.api}/api/v2/connections/c2m_in_db")
 
 
 def test_no_secret_in_anything_airflow_wrote(world: World) -> None:
