@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from airflow_provider_postage.protocol.errors import (
     PostageAPIError,
+    PostageConfigError,
     PostageError,
     PostageResponseError,
     PostageValidationError,
@@ -44,7 +45,7 @@ def pick(balances: list[Balance], account_type: str | None, default: str) -> Bal
         if balance.account_type == wanted:
             return balance
     conn_id = balances[0].conn_id if balances else "?"
-    raise PostageValidationError("account_type", f"connection {conn_id!r} has no {wanted} account")
+    raise PostageConfigError("account_type", f"connection {conn_id!r} has no {wanted} account")
 
 
 def is_permanent(error: BaseException) -> bool:

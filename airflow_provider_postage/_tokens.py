@@ -1,4 +1,4 @@
-"""One Pitney Bowes token per set of credentials per process, shared by every hook (threads) and every
+"""One bearer token per set of credentials per process, shared by every hook (threads) and every
 trigger (one asyncio loop): PB asks clients to reuse a token until it expires."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 
-from airflow_provider_postage.protocol.pitney_bowes import Token
+from airflow_provider_postage.protocol.flow import Token
 
 
 class _Entry:

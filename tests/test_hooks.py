@@ -436,7 +436,7 @@ def test_secrets_are_registered_with_the_masker(connections: SandboxState) -> No
     from airflow.providers.common.compat.sdk import redact
 
     c2m = hook(C2M_CONN_ID)
-    c2m.validate_billing()
+    c2m.validate_purchase(None)
     pb = hook(PB_CONN_ID)
     pb.get_balances()
     token = TOKENS.get(pb.settings.credential_key, lambda: pytest.fail("the token should be cached"))

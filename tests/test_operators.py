@@ -727,11 +727,13 @@ def test_a_purchase_that_never_left_the_machine_leaves_no_open_entry(
     # the balance read before the purchase goes to the sandbox; the purchase goes nowhere
     fields = c2m_connection(sandbox.url)
     monkeypatch.setenv(*conn_uri_env("c2m_flaky", **fields))
-    from airflow_provider_postage.hooks import postage as hooks
+    from airflow_provider_postage.hooks.base import PostageHook
 
-    real_send = hooks.Click2MailHook._send_money
+    real_send = PostageHook._send
 
     def refused(self: Any, request: Any) -> Any:
+        if not request.moves_money:
+            return real_send(self, request)
         return real_send(
             self,
             type(request)(
@@ -743,10 +745,10 @@ def test_a_purchase_that_never_left_the_machine_leaves_no_open_entry(
             ),
         )
 
-    monkeypatch.setattr(hooks.Click2MailHook, "_send_money", refused)
+    monkeypatch.setattr(PostageHook, "_send", refused)
     with pytest.raises(PostageTransportError):
         purchase(postage_conn_id="c2m_flaky", amount="20").execute(task_context(ti, journal_store))
     assert journal_entry(ti, journal_store) is None
-    monkeypatch.setattr(hooks.Click2MailHook, "_send_money", real_send)
+    monkeypatch.setattr(PostageHook, "_send", real_send)
     result = purchase(postage_conn_id="c2m_flaky", amount="20").execute(task_context(next_try(ti), journal_store))
     assert result["status"] == "purchased" and bought(state, C2M_CONN_ID) == ["20.00"]

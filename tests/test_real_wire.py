@@ -80,7 +80,7 @@ def test_a_retry_does_not_resume_a_purchase_above_its_own_max_amount(
     connections.inject_fault("pb_fund", status=500)
     with pytest.raises(PurchaseOutcomeUnknownError):
         buy(postage_conn_id=PB_CONN_ID, amount="400").execute(task_context(ti, journal_store))
-    with pytest.raises(AirflowFailException, match="above this try's max_amount 50.00"):
+    with pytest.raises(AirflowFailException, match=r"above this try's max_amount 50\.00"):
         buy(postage_conn_id=PB_CONN_ID, amount="20", max_amount="50").execute(
             task_context(next_try(ti), journal_store)
         )

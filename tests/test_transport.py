@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from conftest import C2M_CONN_ID, c2m_connection, conn_uri_env
 
-from airflow_provider_postage import _async_io, _transport
-from airflow_provider_postage.hooks.postage import get_postage_hook
+from airflow_provider_postage import _transport
+from airflow_provider_postage.hooks.postage import aget_postage_hook, get_postage_hook
 from airflow_provider_postage.protocol.errors import PostageAPIError, PostageTransportError
 from airflow_provider_postage.protocol.http import MAX_RESPONSE_BYTES
 from airflow_provider_postage.sandbox import SandboxServer, SandboxState
@@ -119,8 +119,8 @@ def test_trigger_side_honours_verify_ssl(
     monkeypatch.setenv(*conn_uri_env("tls_off", **c2m_connection(url, verify_ssl="false")))
 
     async def read(conn_id: str) -> Any:
-        settings = await _async_io.load_settings(conn_id)
-        return await _async_io.read_balances(settings, conn_id)
+        hook = await aget_postage_hook(conn_id, max_attempts=1)
+        return await hook.aget_balances()
 
     with pytest.raises(PostageTransportError) as caught:
         asyncio.run(read("tls"))
@@ -138,8 +138,8 @@ def test_redirect_never_carries_credentials_elsewhere(connections: SandboxState)
             get_postage_hook(C2M_CONN_ID).get_balances()
 
         async def read() -> Any:
-            settings = await _async_io.load_settings(C2M_CONN_ID)
-            return await _async_io.read_balances(settings, C2M_CONN_ID)
+            hook = await aget_postage_hook(C2M_CONN_ID, max_attempts=1)
+            return await hook.aget_balances()
 
         with pytest.raises(PostageAPIError, match="HTTP 302"):
             asyncio.run(read())
@@ -155,8 +155,8 @@ def test_replies_are_size_capped(connections: SandboxState) -> None:
         get_postage_hook(C2M_CONN_ID, max_attempts=1).get_balances()
 
     async def read() -> Any:
-        settings = await _async_io.load_settings(C2M_CONN_ID)
-        return await _async_io.read_balances(settings, C2M_CONN_ID)
+        hook = await aget_postage_hook(C2M_CONN_ID, max_attempts=1)
+        return await hook.aget_balances()
 
     with pytest.raises(PostageTransportError, match="larger than"):
         asyncio.run(read())
@@ -171,8 +171,8 @@ def test_a_hanging_server_cannot_hang_the_hook_or_the_trigger(
         get_postage_hook(C2M_CONN_ID, max_attempts=1, timeout=(1.0, 0.3)).get_balances()
 
     async def read() -> Any:
-        settings = await _async_io.load_settings(C2M_CONN_ID)
-        return await _async_io.read_balances(settings, C2M_CONN_ID, timeout=(1.0, 0.3))
+        hook = await aget_postage_hook(C2M_CONN_ID, max_attempts=1, timeout=(1.0, 0.3))
+        return await hook.aget_balances()
 
     with pytest.raises(PostageTransportError, match="read timeout"):
         asyncio.run(read())

@@ -21,7 +21,7 @@ from conftest import (
     pb_connection,
 )
 
-from airflow_provider_postage._async_io import load_settings, read_balances
+from airflow_provider_postage.hooks.postage import aget_postage_hook
 from airflow_provider_postage.protocol.errors import PostageValidationError
 from airflow_provider_postage.sandbox import SandboxServer, SandboxState
 from airflow_provider_postage.sandbox import state as sandbox_defaults
@@ -197,7 +197,7 @@ async def test_polls_once_per_poke_interval_also_through_errors(
         (
             ("http_conn", "http", {}, {}),
             None,
-            "connection 'http_conn' has type 'http'; expected click2mail or pitney_bowes",
+            "connection 'http_conn' has type 'http'; expected one of click2mail, pitney_bowes",
             {},
         ),
     ],
@@ -360,17 +360,17 @@ async def test_overlapping_reads_of_one_account_make_one_request(
     connections: SandboxState, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(*conn_uri_env("pb_alias", **pb_connection(sandbox.url)))  # the same account, another id
-    settings = await load_settings(PB_CONN_ID)
-    alias = await load_settings("pb_alias")
+    hook = await aget_postage_hook(PB_CONN_ID, max_attempts=1)
+    alias = await aget_postage_hook("pb_alias", max_attempts=1)
     results = await asyncio.gather(
-        *(read_balances(settings, PB_CONN_ID) for _ in range(25)),
-        *(read_balances(alias, "pb_alias") for _ in range(25)),
+        *(hook.aget_balances() for _ in range(25)),
+        *(alias.aget_balances() for _ in range(25)),
     )
     assert requests_made(connections) == {"pb_token": 1, "pb_balance": 1}
     assert [balances[0].conn_id for balances in results] == [PB_CONN_ID] * 25 + ["pb_alias"] * 25
     assert {balances[0].available for balances in results} == {Decimal("12.50")}
     # Once answered, the next read is a new request.
-    await read_balances(settings, PB_CONN_ID)
+    await hook.aget_balances()
     assert connections.request_count("pb_balance") == 2
 
 

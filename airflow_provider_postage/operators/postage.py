@@ -11,14 +11,15 @@ from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperat
 from airflow_provider_postage._journal import PurchaseJournal, is_done, journal_location, purchase_journal
 from airflow_provider_postage._templating import known_at_parse_time
 from airflow_provider_postage.hooks.postage import PostageHook, get_postage_hook
-from airflow_provider_postage.protocol import pitney_bowes as pb
 from airflow_provider_postage.protocol.errors import (
+    DuplicateTransactionError,
     PostageAPIError,
     PostageError,
     PostageTransportError,
     PostageValidationError,
     TransactionReplayedError,
 )
+from airflow_provider_postage.protocol.flow import purchase_key
 from airflow_provider_postage.protocol.money import format_money, parse_amount, parse_threshold, round_up
 from airflow_provider_postage.protocol.records import Balance
 
@@ -100,9 +101,9 @@ class PurchaseCreditOperator(BaseOperator):
 
     Returns (XCom) ``provider``, ``conn_id``, ``status`` (``purchased``, ``skipped``, ``dry_run``,
     ``already_applied``), ``amount``, ``currency``, ``balance_before``, ``balance_after``,
-    ``transaction_id``.
+    ``transaction_id`` (for services whose purchases carry one).
 
-    :param postage_conn_id: a ``click2mail`` or ``pitney_bowes`` connection (templated).
+    :param postage_conn_id: a postage connection, e.g. ``click2mail`` or ``pitney_bowes`` (templated).
     :param amount: str, int or Decimal (templated); a float is refused, being inexact.
     :param top_up_to: str, int or Decimal target balance (templated).
     :param max_amount: cap on one purchase (templated), default 500.00.
@@ -173,7 +174,7 @@ class PurchaseCreditOperator(BaseOperator):
             "currency": before.currency,
             "balance_before": format_money(before.available),
             "balance_after": None if after is None else format_money(after.available),
-            "transaction_id": transaction_id if hook.provider == pb.PROVIDER else None,
+            "transaction_id": transaction_id if hook.service.idempotent_purchases else None,
         }
 
     def _balance_after(self, hook: PostageHook) -> Balance | None:
@@ -193,7 +194,7 @@ class PurchaseCreditOperator(BaseOperator):
         if wanted is None:
             hook.validate_purchase(None)  # the rest of the purchase set-up (billing profile, ids)
         ti = context["ti"]
-        transaction_id = pb.make_transaction_id(ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1))
+        transaction_id = purchase_key(ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1))
         journal = purchase_journal(context, transaction_id)
 
         pending = journal.get()
@@ -240,11 +241,11 @@ class PurchaseCreditOperator(BaseOperator):
         self.log.info("Buying %s %s on %s", format_money(amount), before.currency, self.postage_conn_id)
         try:
             hook.purchase_credit(amount, transaction_id=transaction_id, balance_before=before)
+        except DuplicateTransactionError:
+            result = self._result(hook, ALREADY_APPLIED, amount, before, self._balance_after(hook), transaction_id)
+            journal.complete(result)
+            return result
         except PostageAPIError as error:
-            if error.code and "DUPLICATE" in error.code.upper():
-                result = self._result(hook, ALREADY_APPLIED, amount, before, self._balance_after(hook), transaction_id)
-                journal.complete(result)
-                return result
             if 400 <= error.status < 500:
                 journal.clear()  # refused outright: nothing was charged, a retry may buy afresh
             raise
@@ -308,14 +309,14 @@ class PurchaseCreditOperator(BaseOperator):
             result = self._result(hook, ALREADY_APPLIED, amount, earlier, now, transaction_id)
             journal.complete(result)
             return result
-        if hook.provider == pb.PROVIDER:
-            # PB deduplicates on X-PB-TransactionId: resending the same refill with the same id is safe.
+        if hook.service.idempotent_purchases:
+            # The service deduplicates on the key: resending the same purchase with the same key is safe.
             self.log.info(
-                "Resending refill %s of %s with the same transaction id", transaction_id, format_money(amount)
+                "Resending purchase %s of %s with the same transaction id", transaction_id, format_money(amount)
             )
             return self._buy(hook, amount, earlier, transaction_id, journal)
         raise AirflowFailException(
-            f"An earlier try of this task started a Click2Mail purchase of {format_money(amount)} on "
+            f"An earlier try of this task started a {hook.service.hook_name} purchase of {format_money(amount)} on "
             f"{self.postage_conn_id!r} whose outcome is unknown: the balance was {format_money(before)} before it "
             f"and is {format_money(now.available)} now. Not buying again. Check the account; to buy anyway, "
             f"delete {where} and run the task again."

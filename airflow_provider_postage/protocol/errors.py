@@ -70,6 +70,11 @@ class PostageAuthError(PostageAPIError):
     """Credentials or token refused (401), or the account may not do this (403)."""
 
 
+class DuplicateTransactionError(PostageAPIError):
+    """The API refused a purchase because its idempotency key was used before: the earlier purchase
+    with that key stands, and nothing new was bought."""
+
+
 class PostageResponseError(PostageAPIError):
     """A reply the provider cannot read: HTML, empty, malformed, or in an unexpected shape."""
 

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from airflow_provider_postage.protocol.errors import (
+    DuplicateTransactionError,
     PostageAPIError,
     PostageAuthError,
     PostageConfigError,
@@ -20,6 +21,7 @@ from airflow_provider_postage.protocol.errors import (
     PostageValidationError,
     TransactionReplayedError,
 )
+from airflow_provider_postage.protocol.flow import Token, purchase_key
 from airflow_provider_postage.protocol.http import (
     HttpRequest,
     HttpResponse,
@@ -143,20 +145,11 @@ def validate_transaction_id(transaction_id: str) -> str:
     return transaction_id
 
 
-def make_transaction_id(*parts: object) -> str:
-    """A stable ``X-PB-TransactionId`` from the parts that identify one purchase (e.g. dag id, run id,
-    task id, map index): every retry of the same purchase sends the same id."""
-    digest = hashlib.sha256("\0".join(str(part) for part in parts).encode()).hexdigest()
-    return f"pga-{digest[: TRANSACTION_ID_MAX - 4]}"
+#: Kept for callers of earlier releases: the key maker is the same for every service.
+make_transaction_id = purchase_key
 
 
 # --- token -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Token:
-    access_token: str = field(repr=False)
-    expires_in: int
 
 
 def build_token_request(settings: PitneyBowesSettings) -> HttpRequest:
@@ -344,4 +337,6 @@ def error_from_response(response: HttpResponse) -> PostageAPIError:
         str(entry.get("errorDescription") or entry.get("message") or "no description").strip() for entry in entries
     ]
     code = ", ".join(code for code in codes if code) or None
+    if 400 <= response.status < 500 and code and "DUPLICATE" in code.upper():
+        error_class = DuplicateTransactionError  # the transaction id was seen before: that refill stands
     return error_class(PROVIDER, response.status, "; ".join(descriptions), code=code)

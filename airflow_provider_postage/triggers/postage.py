@@ -15,8 +15,8 @@ except ImportError:  # Airflow 2.11: no event-driven scheduling; the class still
     _EventTriggerBase = BaseTrigger  # type: ignore[misc,assignment]
 
 from airflow_provider_postage import _conditions
-from airflow_provider_postage._async_io import load_settings, read_balance
 from airflow_provider_postage._transport import DEFAULT_TIMEOUT
+from airflow_provider_postage.hooks.postage import aget_postage_hook
 from airflow_provider_postage.protocol.errors import PostageError
 from airflow_provider_postage.protocol.money import format_money
 
@@ -91,13 +91,13 @@ class BalanceThresholdTrigger(BaseTrigger, _BalancePoll):
         request per interval from each trigger, never a busy loop."""
         threshold = _conditions.validate_threshold(self.threshold)
         try:
-            settings = await load_settings(self.postage_conn_id)
+            hook = await aget_postage_hook(self.postage_conn_id, timeout=self.timeout, max_attempts=1)
         except PostageError as error:
             yield TriggerEvent({"status": "error", "message": str(error)})
             return
         while True:
             try:
-                balance = await read_balance(settings, self.postage_conn_id, self.account_type, timeout=self.timeout)
+                balance = await hook.aget_balance(self.account_type)
             except Exception as error:
                 if _conditions.is_permanent(error):
                     yield TriggerEvent({"status": "error", "message": str(error)})
@@ -145,12 +145,12 @@ class LowBalanceEventTrigger(_EventTriggerBase, _BalancePoll):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         threshold = _conditions.validate_threshold(self.threshold)
         armed = True
-        settings = None
+        hook = None
         while True:
             try:
-                if settings is None:
-                    settings = await load_settings(self.postage_conn_id)
-                balance = await read_balance(settings, self.postage_conn_id, self.account_type, timeout=self.timeout)
+                if hook is None:
+                    hook = await aget_postage_hook(self.postage_conn_id, timeout=self.timeout, max_attempts=1)
+                balance = await hook.aget_balance(self.account_type)
             except Exception as error:
                 self.log.warning(
                     "%s: %s; watching on, next poll in %ss", self.postage_conn_id, error, self.poke_interval

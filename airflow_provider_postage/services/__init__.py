@@ -1,0 +1,1 @@
+"""One module per postage service, each registering a :class:`~.base.PostageService`."""
