@@ -137,15 +137,22 @@ def _fetch_token(effect: NeedToken, exchange: Exchange, tokens: TokenCache) -> T
     return token
 
 
+def _advance(flow: Flow[T], answer: Any, error: BaseException | None) -> tuple[bool, Any]:
+    """One step of a flow: (False, its next effect) or (True, its result)."""
+    try:
+        return False, (flow.throw(error) if error is not None else flow.send(answer))
+    except StopIteration as stop:
+        return True, stop.value
+
+
 def run(flow: Flow[T], exchange: Exchange, tokens: TokenCache = TOKENS) -> T:
     """Drive ``flow`` to its result with blocking I/O."""
     answer: Any = None
     error: BaseException | None = None
     while True:
-        try:
-            effect = flow.throw(error) if error is not None else flow.send(answer)
-        except StopIteration as stop:
-            return stop.value
+        done, effect = _advance(flow, answer, error)
+        if done:
+            return effect
         answer, error = None, None
         try:
             if isinstance(effect, NeedToken):
@@ -163,24 +170,23 @@ async def arun(flow: Flow[T], exchange: AsyncExchange, tokens: TokenCache = TOKE
     answer: Any = None
     error: BaseException | None = None
     while True:
-        try:
-            effect = flow.throw(error) if error is not None else flow.send(answer)
-        except StopIteration as stop:
-            return stop.value
+        done, effect = _advance(flow, answer, error)
+        if done:
+            return effect
         answer, error = None, None
         try:
-            if isinstance(effect, NeedToken):
-                if effect.refused is not None:
-                    tokens.invalidate(effect.key, effect.refused)
-
-                async def fetch_token(fetch: Any = effect.fetch) -> Token:
-                    token: Token = await arun(fetch(), exchange, tokens)
-                    mask_secret(token.access_token)
-                    return token
-
-                answer = await tokens.aget(effect.key, fetch_token)
-            else:
+            if not isinstance(effect, NeedToken):
                 answer = await exchange(effect)
+                continue
+            if effect.refused is not None:
+                tokens.invalidate(effect.key, effect.refused)
+
+            async def fetch_token(fetch: Any = effect.fetch) -> Token:
+                token: Token = await arun(fetch(), exchange, tokens)
+                mask_secret(token.access_token)
+                return token
+
+            answer = await tokens.aget(effect.key, fetch_token)
         except PostageError as failure:
             error = failure
 

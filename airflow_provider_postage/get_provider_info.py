@@ -1,5 +1,8 @@
 """Provider metadata read by every Airflow process: keep this module free of imports.
 
+It is declarative on purpose: each built-in service (``services/``) takes its form from here, and a test
+checks that every registered built-in service appears here with the same facts.
+
 The connection forms are declared here once. Airflow 3.2+ reads ``conn-fields`` and
 ``ui-field-behaviour`` from this dict; the hooks' legacy classmethods (for Airflow 2.11) are generated
 from the same dict, so the two can never disagree.
@@ -77,7 +80,11 @@ PITNEY_BOWES_UI = {
 }
 
 _MODULES = {
-    "hooks": ["airflow_provider_postage.hooks.postage"],
+    "hooks": [
+        "airflow_provider_postage.hooks.postage",
+        "airflow_provider_postage.hooks.click2mail",
+        "airflow_provider_postage.hooks.pitney_bowes",
+    ],
     "operators": ["airflow_provider_postage.operators.postage"],
     "sensors": ["airflow_provider_postage.sensors.postage"],
     "triggers": ["airflow_provider_postage.triggers.postage"],
@@ -94,14 +101,14 @@ def get_provider_info():
         "connection-types": [
             {
                 "connection-type": "click2mail",
-                "hook-class-name": "airflow_provider_postage.hooks.postage.Click2MailHook",
+                "hook-class-name": "airflow_provider_postage.hooks.click2mail.Click2MailHook",
                 "hook-name": "Click2Mail",
                 "conn-fields": CLICK2MAIL_FIELDS,
                 "ui-field-behaviour": CLICK2MAIL_UI,
             },
             {
                 "connection-type": "pitney_bowes",
-                "hook-class-name": "airflow_provider_postage.hooks.postage.PitneyBowesHook",
+                "hook-class-name": "airflow_provider_postage.hooks.pitney_bowes.PitneyBowesHook",
                 "hook-name": "Pitney Bowes",
                 "conn-fields": PITNEY_BOWES_FIELDS,
                 "ui-field-behaviour": PITNEY_BOWES_UI,

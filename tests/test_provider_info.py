@@ -137,3 +137,23 @@ def test_every_secret_extra_is_one_airflow_hides_by_its_key() -> None:
             assert should_hide_value_for_key(name) == secret, name
     extra = {"card_number_secret": "4111111111111111", "card_cvv_secret": "123", "billing_zip": "34567"}
     assert redact(extra) == {"card_number_secret": "***", "card_cvv_secret": "***", "billing_zip": "34567"}
+
+
+def test_the_provider_info_declares_every_built_in_service_as_the_registry_knows_it() -> None:
+    import importlib
+
+    from airflow_provider_postage import registry
+
+    declared = {c["connection-type"]: c for c in get_provider_info()["connection-types"]}
+    built_in = {s.conn_type: s for s in registry.services() if type(s).__module__.startswith("airflow_provider_postage")}
+    assert set(declared) == set(built_in)
+    for conn_type, service in built_in.items():
+        entry = declared[conn_type]
+        module, _, name = entry["hook-class-name"].rpartition(".")
+        hook = getattr(importlib.import_module(module), name)
+        assert hook.service is service and hook.conn_type == conn_type
+        assert (entry["hook-name"], entry["conn-fields"], entry["ui-field-behaviour"]) == (
+            service.hook_name,
+            service.conn_fields,
+            service.ui_behaviour,
+        )

@@ -25,8 +25,8 @@ from airflow_provider_postage.protocol.http import (
     HttpRequest,
     HttpResponse,
     basic_auth,
-    normalize_base_url,
-    refuse_plain_http,
+    endpoint,
+    extra_value,
     verify_tls,
 )
 from airflow_provider_postage.protocol.money import format_money, parse_amount, reply_amount
@@ -91,11 +91,7 @@ class Click2MailSettings:
 
 
 def _extra(extra: Mapping[str, Any], name: str) -> Any:
-    """Bare field name first, then the ``extra__click2mail__<name>`` form older UIs stored."""
-    value = extra.get(name)
-    if value in (None, ""):
-        value = extra.get(f"extra__click2mail__{name}")
-    return value
+    return extra_value(extra, "click2mail", name)
 
 
 def settings_from_connection(
@@ -111,13 +107,11 @@ def settings_from_connection(
         raise PostageConfigError("login", "the Click2Mail account username is missing")
     if not password:
         raise PostageConfigError("password", "the Click2Mail account password is missing")
-    environment = str(_extra(extra, "environment") or DEFAULT_ENVIRONMENT).strip().lower()
-    if environment not in BASE_URLS:
-        raise PostageConfigError("environment", f"must be one of {', '.join(BASE_URLS)}")
-    base_url = normalize_base_url(host, port=port, scheme=schema) if host else BASE_URLS[environment]
-    if host and not base_url.endswith("/molpro"):
+    environment, base_url = endpoint(
+        _extra(extra, "environment"), BASE_URLS, DEFAULT_ENVIRONMENT, host, port=port, scheme=schema
+    )
+    if not base_url.endswith("/molpro"):
         base_url = f"{base_url}/molpro"
-    refuse_plain_http(base_url, environment)
     billing = {name: _extra(extra, name) for name in (*BILLING_FIELDS, *CARD_FIELDS)}
     deprecated = []
     for old, new in RENAMED_EXTRAS.items():

@@ -7,6 +7,7 @@ import base64
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from airflow_provider_postage.protocol.errors import PostageConfigError
@@ -77,6 +78,27 @@ def normalize_base_url(url: str, *, port: object = None, scheme: str | None = No
         elif own_port != number:
             raise PostageConfigError("port", f"is {number}, but the host names port {own_port}")
     return urlunsplit(parts).rstrip("/")
+
+
+def extra_value(extra: Mapping[str, Any], conn_type: str, name: str) -> Any:
+    """An extra by its bare name, else in the ``extra__<conn_type>__<name>`` form older UIs stored."""
+    value = extra.get(name)
+    if value in (None, ""):
+        value = extra.get(f"extra__{conn_type}__{name}")
+    return value
+
+
+def endpoint(
+    environment: object, urls: Mapping[str, str], default: str, host: str | None, *, port: object, scheme: str | None
+) -> tuple[str, str]:
+    """The environment a connection names and its base URL (the host, when set, overrides the
+    environment's); plain HTTP is refused for production."""
+    name = str(environment or default).strip().lower()
+    if name not in urls:
+        raise PostageConfigError("environment", f"must be one of {', '.join(urls)}")
+    base_url = normalize_base_url(host, port=port, scheme=scheme) if host else urls[name]
+    refuse_plain_http(base_url, name)
+    return name, base_url
 
 
 def is_plain_http(url: str) -> bool:

@@ -26,8 +26,8 @@ from airflow_provider_postage.protocol.http import (
     HttpRequest,
     HttpResponse,
     basic_auth,
-    normalize_base_url,
-    refuse_plain_http,
+    endpoint,
+    extra_value,
     verify_tls,
 )
 from airflow_provider_postage.protocol.money import parse_amount, reply_amount
@@ -92,10 +92,7 @@ class PitneyBowesSettings:
 
 
 def _extra(extra: Mapping[str, Any], name: str) -> Any:
-    value = extra.get(name)
-    if value in (None, ""):
-        value = extra.get(f"extra__pitney_bowes__{name}")
-    return value
+    return extra_value(extra, "pitney_bowes", name)
 
 
 def settings_from_connection(
@@ -111,12 +108,10 @@ def settings_from_connection(
         raise PostageConfigError("login", "the Pitney Bowes API key is missing")
     if not password:
         raise PostageConfigError("password", "the Pitney Bowes API secret is missing")
-    environment = str(_extra(extra, "environment") or DEFAULT_ENVIRONMENT).strip().lower()
-    if environment not in HOSTS:
-        raise PostageConfigError("environment", f"must be one of {', '.join(HOSTS)}")
-    base = normalize_base_url(host, port=port, scheme=schema) if host else HOSTS[environment]
+    environment, base = endpoint(
+        _extra(extra, "environment"), HOSTS, DEFAULT_ENVIRONMENT, host, port=port, scheme=schema
+    )
     base = base.removesuffix("/shippingservices")
-    refuse_plain_http(base, environment)
     ids = {}
     for name in ("developer_id", "postal_reporting_number"):
         value = str(_extra(extra, name) or "").strip()
