@@ -51,6 +51,16 @@ class _TaskStateJournal:
         self._store.set(_STATE_KEY, {"done": True, "result": result})  # kept for the default retention
 
 
+def _runner_needed(error: ImportError) -> Exception:
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    return AirflowFailException(
+        "PurchaseCreditOperator keeps its purchase journal in Airflow's task state, which only a task runner "
+        "provides: run it in a DAG run (dag.test() in a unit test), not by calling execute() directly "
+        f"({error})"
+    )
+
+
 class _VariableJournal:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -58,13 +68,19 @@ class _VariableJournal:
     def get(self) -> dict[str, Any] | None:
         from airflow.providers.common.compat.sdk import Variable
 
-        raw = Variable.get(self.name, None)  # positional: the keyword differs between Airflow 2 and 3
+        try:
+            raw = Variable.get(self.name, None)  # positional: the keyword differs between Airflow 2 and 3
+        except ImportError as error:  # Airflow 3 outside a task runner: no supervisor to ask
+            raise _runner_needed(error) from None
         return json.loads(raw) if raw else None
 
     def put(self, entry: dict[str, Any]) -> None:
         from airflow.providers.common.compat.sdk import Variable
 
-        Variable.set(self.name, json.dumps(entry), description="postage purchase in progress; see the task log")
+        try:
+            Variable.set(self.name, json.dumps(entry), description="postage purchase in progress; see the task log")
+        except ImportError as error:
+            raise _runner_needed(error) from None
 
     def clear(self) -> None:
         from airflow.providers.common.compat.sdk import Variable

@@ -176,7 +176,7 @@ def _sync_failure(request: HttpRequest, error: BaseException, attempt: _Attempt,
     if attempt.expired:
         why = f"no complete reply within {total:g} s"
     elif isinstance(error, requests.exceptions.SSLError):
-        why = "TLS failure after the request was sent" if sent else "TLS handshake failed (certificate not trusted?)"
+        why = "TLS failure after the request was sent" if sent else _handshake_hint()
     elif isinstance(error, requests.ConnectTimeout):
         why = "connect timeout"
     elif isinstance(error, requests.Timeout) or "timed out" in str(error).lower():
@@ -188,6 +188,13 @@ def _sync_failure(request: HttpRequest, error: BaseException, attempt: _Attempt,
     else:
         why = f"connection lost ({type(error).__name__})"
     return PostageTransportError(f"{_where(request)}: {why}", request_sent=sent)
+
+
+def _handshake_hint() -> str:
+    return (
+        "TLS handshake failed: the certificate is not trusted (a private CA goes in the ca_bundle extra), or "
+        "the server does not speak TLS (a plain-HTTP local sandbox needs http:// in the host)"
+    )
 
 
 def send(

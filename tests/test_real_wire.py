@@ -62,9 +62,7 @@ def test_a_retry_pointed_at_another_connection_does_not_resume_the_first_ones_re
     monkeypatch.setenv(*conn_uri_env("pb_other", **pb_connection(sandbox.url, prn="900002")))
 
     with pytest.raises(AirflowFailException) as caught:
-        buy(postage_conn_id="pb_other", amount="20", max_amount="50").execute(
-            task_context(next_try(ti), journal_store)
-        )
+        buy(postage_conn_id="pb_other", amount="20", max_amount="50").execute(task_context(next_try(ti), journal_store))
     message = str(caught.value)
     assert "purchase of 400.00 on 'pb_sandbox' whose outcome is unknown" in message
     assert "this try is for 'pb_other'" in message
@@ -81,9 +79,7 @@ def test_a_retry_does_not_resume_a_purchase_above_its_own_max_amount(
     with pytest.raises(PurchaseOutcomeUnknownError):
         buy(postage_conn_id=PB_CONN_ID, amount="400").execute(task_context(ti, journal_store))
     with pytest.raises(AirflowFailException, match=r"above this try's max_amount 50\.00"):
-        buy(postage_conn_id=PB_CONN_ID, amount="20", max_amount="50").execute(
-            task_context(next_try(ti), journal_store)
-        )
+        buy(postage_conn_id=PB_CONN_ID, amount="20", max_amount="50").execute(task_context(next_try(ti), journal_store))
     assert connections.refills == [] and connections.request_count("pb_fund") == 1
 
 
@@ -249,3 +245,51 @@ def test_card_extras_under_the_old_names_still_buy_with_a_deprecation_warning(
     assert result.amount == Decimal("20.00") and len(connections.purchases) == 1
     assert "card_number, card_cvv are deprecated" in task_log()
     assert extra["card_number"] not in task_log()
+
+
+# --- messages that say what to do ------------------------------------------------------------------------
+
+
+def test_a_refused_token_says_to_check_the_api_key_and_secret(
+    connections: SandboxState, sandbox: SandboxServer, monkeypatch: Any
+) -> None:
+    monkeypatch.setenv(*conn_uri_env("pb_wrong", **{**pb_connection(sandbox.url), "password": "wrong-secret-1"}))
+    with pytest.raises(PostageError) as caught:
+        get_postage_hook("pb_wrong", **FAST).get_balances()
+    message = str(caught.value)
+    assert "check the connection's API key (login) and API secret (password)" in message
+    assert "wrong-secret-1" not in message
+
+
+def test_a_scheme_less_host_on_a_plain_http_server_suggests_http(
+    connections: SandboxState, sandbox: SandboxServer, monkeypatch: Any
+) -> None:
+    from airflow_provider_postage.protocol.errors import PostageTransportError
+
+    fields = c2m_connection(sandbox.url)
+    fields["host"] = f"127.0.0.1:{sandbox.port}"  # becomes https://, and the sandbox here speaks plain HTTP
+    monkeypatch.setenv(*conn_uri_env("c2m_no_scheme", **fields))
+    with pytest.raises(PostageTransportError, match="needs http:// in the host") as caught:
+        get_postage_hook("c2m_no_scheme", max_attempts=1).get_balances()
+    assert caught.value.request_sent is False
+
+
+def test_a_purchase_that_has_not_settled_says_so(
+    connections: SandboxState, ti: FakeTaskInstance, journal_store: Any, task_log: Any
+) -> None:
+    connections.settle_seconds = 30
+    result = buy(postage_conn_id=C2M_CONN_ID, amount="20").execute(task_context(ti, journal_store))
+    assert (result["status"], result["balance_before"], result["balance_after"]) == ("purchased", "5.00", "5.00")
+    assert "Bought 20.00 USD on c2m_sandbox; balance 5.00 before; the purchase is settling" in task_log()
+
+
+def test_calling_execute_without_a_task_runner_says_what_to_do(connections: SandboxState, ti: FakeTaskInstance) -> None:
+    from conftest import AIRFLOW_V3
+
+    if not AIRFLOW_V3:
+        pytest.skip("Airflow 2.11 keeps the journal in a Variable, which needs no task runner")
+    from airflow.providers.common.compat.sdk import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match=r"run it in a DAG run \(dag.test\(\) in a unit test\)"):
+        buy(postage_conn_id=C2M_CONN_ID, amount="20").execute(task_context(ti))  # no task state store
+    assert connections.purchases == []

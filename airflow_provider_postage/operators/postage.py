@@ -259,14 +259,12 @@ class PurchaseCreditOperator(BaseOperator):
         after = self._balance_after(hook)
         result = self._result(hook, PURCHASED, amount, before, after, transaction_id)
         journal.complete(result)
-        self.log.info(
-            "Bought %s %s on %s; balance %s -> %s",
-            format_money(amount),
-            before.currency,
-            self.postage_conn_id,
-            format_money(before.available),
-            "?" if after is None else format_money(after.available),
-        )
+        money, was = format_money(amount), format_money(before.available)
+        if after is not None and after.available - before.available >= amount:
+            shown = f"balance {was} -> {format_money(after.available)}"
+        else:  # the APIs' balances do not show purchases still settling
+            shown = f"balance {was} before; the purchase is settling and not in the balance yet"
+        self.log.info("Bought %s %s on %s; %s", money, before.currency, self.postage_conn_id, shown)
         return result
 
     def _resume(

@@ -157,6 +157,15 @@ def build_token_request(settings: PitneyBowesSettings) -> HttpRequest:
 
 
 def parse_token_response(response: HttpResponse) -> Token:
+    if response.status in (400, 401, 403):
+        refused = error_from_response(response)
+        raise PostageAuthError(
+            PROVIDER,
+            response.status,
+            f"{refused.description}: the token was refused; check the connection's API key (login) and API "
+            "secret (password), and its environment",
+            code=refused.code,
+        )
     if not 200 <= response.status < 300:
         raise error_from_response(response)
     document = _parse_json(response)
