@@ -196,7 +196,7 @@ async def arun(flow: Flow[T], exchange: AsyncExchange, tokens: TokenCache = TOKE
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Verify, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
-_inflight: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Future[Any]]] = (
+_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future[Any]]]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -214,18 +214,25 @@ def shared_client(verify: Verify = True) -> httpx.AsyncClient:
     return client
 
 
-async def coalesced(key: str, start: Callable[[], Awaitable[T]]) -> T:
-    """One call per ``key`` in flight on this loop: callers that overlap share its result or error."""
+async def coalesced(key: str, start: Callable[[], Awaitable[T]], max_age: float = 0.0) -> T:
+    """One read per ``key`` on this loop, shared by every caller while it is in flight or younger than the
+    caller's ``max_age`` (seconds since it was sent): N triggers polling one account every ``max_age``
+    seconds cost one request per interval however their polls are spread, and a failing API gets one
+    request per interval too (its error is shared the same way)."""
     loop = asyncio.get_running_loop()
-    pending = _inflight.setdefault(loop, {})
-    future = pending.get(key)
-    if future is None:
-        future = pending[key] = asyncio.ensure_future(start())
+    reads = _reads.setdefault(loop, {})
+    now = loop.time()
+    entry = reads.get(key)
+    if entry is None or (entry[1].done() and now - entry[0] >= max_age):
+        future: asyncio.Future[Any] = asyncio.ensure_future(start())
+        future.add_done_callback(_retrieve)
+        reads[key] = entry = (now, future)
+        if len(reads) > 1024:  # forget accounts nobody asked about for long
+            for old in [k for k, (sent, f) in reads.items() if f.done() and now - sent > 3600]:
+                del reads[old]
+    return await asyncio.shield(entry[1])
 
-        def forget(done: asyncio.Future[Any]) -> None:
-            pending.pop(key, None)
-            if not done.cancelled():
-                done.exception()  # retrieved here so an error nobody awaited any more is not logged as lost
 
-        future.add_done_callback(forget)
-    return await asyncio.shield(future)
+def _retrieve(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()  # retrieved here so an error nobody awaits any more is not logged as lost

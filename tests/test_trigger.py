@@ -457,3 +457,43 @@ def test_low_balance_event_trigger_fires_once_per_fall(connections: SandboxState
     events = asyncio.run(watch())
     assert [(e["status"], e["balance"]["available"]) for e in events] == [("below", "30.00"), ("below", "20.00")]
     assert connections.request_count("c2m_purchase") == 0
+
+
+@pytest.mark.parametrize("conn_id", [C2M_CONN_ID, PB_CONN_ID])
+async def test_waiters_started_across_the_interval_share_one_read_per_interval(
+    connections: SandboxState, conn_id: str
+) -> None:
+    """100 deferred sensors on one account, started at different moments over one poll interval (as real
+    sensors are), cost about one balance request per interval -- not one per sensor."""
+    interval, intervals, waiters = 0.5, 4, 100
+    endpoint = BALANCE_ENDPOINT[conn_id]
+
+    async def wait_forever(delay: float) -> None:
+        await asyncio.sleep(delay)
+        await first_event(BalanceThresholdTrigger(conn_id, threshold="100000", poke_interval=interval), timeout=60)
+
+    tasks = [asyncio.ensure_future(wait_forever(interval * i / waiters)) for i in range(waiters)]
+    await asyncio.sleep(interval)  # every waiter has started
+    connections.reset_counters()
+    await asyncio.sleep(interval * intervals)
+    made = connections.request_count(endpoint)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert made <= 1.2 * intervals + 1, made  # + 1: a window need not start on a read
+
+
+async def test_a_failing_api_gets_one_request_per_interval_not_one_per_waiter(connections: SandboxState) -> None:
+    connections.inject_fault("c2m_credit", status=503, times=1000)
+    interval = 0.5
+    async def wait(delay: float) -> None:
+        await asyncio.sleep(delay)
+        await first_event(BalanceThresholdTrigger(C2M_CONN_ID, threshold="1", poke_interval=interval), timeout=60)
+
+    tasks = [asyncio.ensure_future(wait(interval * i / 50)) for i in range(50)]
+    await asyncio.sleep(interval * 3)
+    made = connections.request_count("c2m_credit")
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert made <= 5, made

@@ -155,22 +155,25 @@ class PostageHook(BaseHook, ABC):
         """The balance of one account (the main one by default)."""
         return _conditions.pick(self.get_balances(), account_type, self.main_account_type)
 
-    async def aget_balances(self) -> list[Balance]:
+    async def aget_balances(self, max_age: float = 0.0) -> list[Balance]:
         """The same on the running event loop (triggers make their hook with ``max_attempts=1``: their
-        poll loop is the retry). Reads of one account that overlap in this loop share one request."""
+        poll loop is the retry). A read of the same account in this loop is shared while it is in flight
+        or younger than ``max_age`` seconds (a trigger passes its poll interval)."""
         settings = self.settings
         key = self.service.account_key(settings)
-        balances = await _drivers.coalesced(
-            key, lambda: self._arun(self.service.balances(settings, self.postage_conn_id))
-        )
+
+        def read() -> Any:
+            return self._arun(self.service.balances(settings, self.postage_conn_id))
+
+        balances: list[Balance] = await _drivers.coalesced(key, read, max_age)
         if balances and balances[0].conn_id != self.postage_conn_id:
             from dataclasses import replace
 
             balances = [replace(balance, conn_id=self.postage_conn_id) for balance in balances]
         return balances
 
-    async def aget_balance(self, account_type: str | None = None) -> Balance:
-        return _conditions.pick(await self.aget_balances(), account_type, self.main_account_type)
+    async def aget_balance(self, account_type: str | None = None, max_age: float = 0.0) -> Balance:
+        return _conditions.pick(await self.aget_balances(max_age), account_type, self.main_account_type)
 
     def test_connection(self) -> tuple[bool, str]:
         try:

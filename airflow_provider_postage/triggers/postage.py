@@ -97,7 +97,7 @@ class BalanceThresholdTrigger(BaseTrigger, _BalancePoll):
             return
         while True:
             try:
-                balance = await hook.aget_balance(self.account_type)
+                balance = await hook.aget_balance(self.account_type, max_age=self.poke_interval)
             except Exception as error:
                 if _conditions.is_permanent(error):
                     yield TriggerEvent({"status": "error", "message": str(error)})
@@ -150,7 +150,7 @@ class LowBalanceEventTrigger(_EventTriggerBase, _BalancePoll):
             try:
                 if hook is None:
                     hook = await aget_postage_hook(self.postage_conn_id, timeout=self.timeout, max_attempts=1)
-                balance = await hook.aget_balance(self.account_type)
+                balance = await hook.aget_balance(self.account_type, max_age=self.poke_interval)
             except Exception as error:
                 self.log.warning(
                     "%s: %s; watching on, next poll in %ss", self.postage_conn_id, error, self.poke_interval
