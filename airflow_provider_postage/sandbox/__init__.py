@@ -12,6 +12,14 @@ Quick start::
         sandbox.state.inject_fault("c2m_purchase", status=504, apply=True)
 
 or from a shell: ``postage-sandbox --port 8787`` (see :mod:`.__main__`).
+
+It speaks like a real server behind TLS terminators, gateways and CDNs: ``SandboxServer(tls=True)``
+serves HTTPS (trust ``sandbox.ca_path``), replies are compressed and chunked (settings ``compress``
+and ``chunked``), and ``Fault(wire=…)`` breaks replies on the wire (see :mod:`.server`, :mod:`.wire`)::
+
+    with SandboxServer(tls=True) as sandbox:
+        requests.get(f"{sandbox.url}/molpro/credit", auth=…, verify=sandbox.ca_path)
+        sandbox.state.inject_fault("c2m_purchase", wire="tls_alert", apply=True)
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from .state import (
     DEFAULT_SEED,
     DEFAULT_TOKEN_TTL,
     ENDPOINTS,
+    WIRE_FAULTS,
     C2MAccountSeed,
     Fault,
     InvalidSettingError,
@@ -80,6 +89,7 @@ __all__ = [
     "DEFAULT_SEED",
     "DEFAULT_TOKEN_TTL",
     "ENDPOINTS",
+    "WIRE_FAULTS",
     "C2MAccountSeed",
     "Fault",
     "InvalidSettingError",

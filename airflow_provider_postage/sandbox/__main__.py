@@ -3,6 +3,7 @@
 Usage::
 
     postage-sandbox [--host 127.0.0.1] [--port 8787] [--seed FILE] [--token-ttl SECONDS]
+                    [--settle-seconds SECONDS] [--tls [--ca-dir DIR]] [--no-compress] [--no-chunked]
     python -m airflow_provider_postage.sandbox --port 0
 
 Prints exactly one line once it accepts connections, then serves::
@@ -10,6 +11,23 @@ Prints exactly one line once it accepts connections, then serves::
     postage-sandbox listening on http://127.0.0.1:8787
 
 ``--port 0`` picks a free port (read it from that line).
+
+With ``--tls`` it serves HTTPS with a certificate (for 127.0.0.1, localhost and ::1) from a local CA
+made for this run, and prints a second line with the path of the CA certificate (PEM) to trust::
+
+    postage-sandbox listening on https://127.0.0.1:8787
+    postage-sandbox CA certificate: /tmp/postage-sandbox-tls-…/ca.pem
+
+``--ca-dir DIR`` also writes it to ``DIR/ca.pem`` (and that is the path printed), so that other
+processes can trust it after this one is gone; the temporary copy is removed at exit.
+
+Wire behaviour, as a real server behind TLS terminators, gateways and CDNs: reply bodies are
+gzip/deflate-compressed when the request's ``Accept-Encoding`` allows (``--no-compress``: never) and
+sent with ``Transfer-Encoding: chunked`` in several pieces (``--no-chunked``: with Content-Length).
+Both are settings (``compress``, ``chunked``) that ``POST /_sandbox/settings`` changes at run time and
+``POST /_sandbox/reset`` restores to the command line's choice. Wire faults (``"wire"``:
+``tls_alert``, ``corrupt_record``, ``reset``, ``cut_body``, ``oversize``, ``trickle`` with
+``"trickle_interval"``) are injected with ``POST /_sandbox/faults`` (see :class:`.state.Fault`).
 
 Seed file (``--seed``): a JSON object, every key optional; amounts may be strings or JSON numbers
 and are read as Decimal::
@@ -19,6 +37,8 @@ and are read as Decimal::
       "token_ttl": 35999,
       "c2m_purchase_reply": "full",            // "full" | "description" | "declaration_only"
       "pb_duplicate_transaction": "replay",    // "replay" | "reject" | "apply"
+      "compress": true,                        // gzip/deflate replies when Accept-Encoding allows
+      "chunked": true,                         // Transfer-Encoding: chunked replies
       "c2m_accounts": [
         {"username": "demo-user", "password": "demo-pass-C2M", "balance": "5.00",
          "allow_negative": false, "environment": "staging"}            // or "production"
@@ -46,14 +66,17 @@ replacing default entries with the same username / api_key / prn. A merchant wit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from .server import SandboxServer
-from .state import InvalidSettingError, SandboxState, Seed
+from .state import DEFAULT_SEED, InvalidSettingError, SandboxState, Seed
+from .tls import write_ca
 
 __all__ = ["build_parser", "main"]
 
@@ -62,6 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="postage-sandbox",
         description="Local, stateful emulator of the Click2Mail and Pitney Bowes APIs.",
+        epilog=(
+            "Replies are gzip/deflate-compressed when the request's Accept-Encoding allows and sent "
+            "chunked in several pieces, as behind a real CDN or proxy; settings 'compress' and 'chunked' "
+            "(POST /_sandbox/settings) change that at run time. Wire faults (POST /_sandbox/faults with "
+            '"wire": tls_alert | corrupt_record | reset | cut_body | oversize | trickle, '
+            '"trickle_interval": seconds, "apply": true to process the call first) break replies on the '
+            "wire: a TLS alert or corrupt TLS record written under the TLS layer, a TCP reset, a body cut "
+            "short, a body over 1 MiB, a body sent one byte at a time."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8787, help="port to bind, 0 for any free one (default 8787)")
@@ -75,14 +107,43 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="delay before purchased credit and refills show in balances (default 0)",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a certificate from a local CA made for this run; prints the CA's PEM path",
+    )
+    parser.add_argument(
+        "--ca-dir",
+        metavar="DIR",
+        help="with --tls: also write the CA certificate to DIR/ca.pem (the path then printed)",
+    )
+    parser.add_argument(
+        "--no-compress",
+        action="store_true",
+        help="never compress replies (setting compress=false; default: gzip/deflate per Accept-Encoding)",
+    )
+    parser.add_argument(
+        "--no-chunked",
+        action="store_true",
+        help="send replies with Content-Length (setting chunked=false; default: Transfer-Encoding: chunked)",
+    )
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.ca_dir and not args.tls:
+        parser.error("--ca-dir needs --tls")
     try:
-        seed = Seed.from_file(args.seed) if args.seed else None
+        seed = Seed.from_file(args.seed) if args.seed else DEFAULT_SEED
+        if args.no_compress or args.no_chunked:
+            seed = dataclasses.replace(
+                seed,
+                compress=seed.compress and not args.no_compress,
+                chunked=seed.chunked and not args.no_chunked,
+            )
         state = SandboxState(seed)
         if args.token_ttl is not None:
             state.token_ttl = args.token_ttl
@@ -101,13 +162,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGTERM, on_signal)
 
-    server = SandboxServer(state, host=args.host, port=args.port, log_level=args.log_level)
+    server = SandboxServer(state, host=args.host, port=args.port, log_level=args.log_level, tls=args.tls)
     try:
         server.start()
     except OSError as exc:
         print(f"postage-sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    except RuntimeError as exc:  # e.g. --tls without trustme
+        print(f"postage-sandbox: {exc}", file=sys.stderr)
+        return 1
+    ca_path = server.ca_path
+    if ca_path is not None and args.ca_dir:
+        try:
+            ca_path = str(write_ca(Path(args.ca_dir)))
+        except OSError as exc:
+            server.stop()
+            print(f"postage-sandbox: cannot write the CA certificate to {args.ca_dir}: {exc}", file=sys.stderr)
+            return 1
     print(f"postage-sandbox listening on {server.url}", flush=True)
+    if ca_path is not None:
+        print(f"postage-sandbox CA certificate: {ca_path}", flush=True)
     try:
         while not stop.wait(0.5):
             if not server.running:

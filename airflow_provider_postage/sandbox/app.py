@@ -27,11 +27,18 @@ unknown name -> 404 ``{"error": …}``, bad value -> 400 ``{"error": …}``):
   "available_credit", "credit_limit", "minimum_amount_due", "minimum_due_date"}`` -> the merchant;
   ``POST /_sandbox/pb/merchants/{prn}/drain`` ``{"rate_per_second"}``.
 * ``POST /_sandbox/faults`` ``{"endpoint", "times", "after", "status", "body", "content_type", "delay", "apply",
-  "drop", "headers"}`` -> ``{"endpoint", "pending", "fault"}``; ``GET /_sandbox/faults``;
-  ``DELETE /_sandbox/faults[?endpoint=…]``.
+  "drop", "headers", "wire", "trickle_interval"}`` -> ``{"endpoint", "pending", "fault"}``;
+  ``GET /_sandbox/faults``; ``DELETE /_sandbox/faults[?endpoint=…]``. ``"wire"`` is one of
+  ``"tls_alert"``, ``"corrupt_record"``, ``"reset"``, ``"cut_body"``, ``"oversize"``, ``"trickle"``
+  (see :class:`.state.Fault`).
 * ``GET /_sandbox/counters``; ``POST /_sandbox/counters/reset``.
-* ``GET|POST /_sandbox/settings`` ``{"token_ttl", "c2m_purchase_reply", "pb_duplicate_transaction"}``.
+* ``GET|POST /_sandbox/settings`` ``{"token_ttl", "c2m_purchase_reply", "pb_duplicate_transaction",
+  "settle_seconds", "compress", "chunked"}`` (any subset in, all out).
 * ``POST /_sandbox/tokens/expire`` -> ``{"expired": n}``.
+
+Every reply, API or control, goes through :class:`.wire.WireMiddleware`: compressed (gzip or
+deflate) when ``compress`` is on and ``Accept-Encoding`` allows, chunked when ``chunked`` is on,
+and broken on the wire as a ``drop`` or ``wire`` fault says.
 """
 
 from __future__ import annotations
@@ -81,6 +88,7 @@ XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
 XML = "application/xml"
 JSON = "application/json"
 HTML = "text/html"
+
 
 # --------------------------------------------------------------------------------------------
 # Response helpers

@@ -36,22 +36,38 @@ from .wire import ConnectionRegistry
 
 __all__ = ["SandboxServer"]
 
+#: Seconds a connection gets to close cleanly once the server stops before it is aborted.
+_SHUTDOWN_GRACE = 0.2
+
 
 def _protocol_class(registry: ConnectionRegistry) -> type[asyncio.Protocol]:
     """uvicorn's h11 protocol, recording each connection's transport in ``registry`` while it is open."""
 
     class SandboxH11Protocol(H11Protocol):
+        _gone = False
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if self.client is not None:
                 registry.add(self.client, transport)
 
         def connection_lost(self, exc: Exception | None) -> None:
+            self._gone = True
             try:
                 super().connection_lost(exc)
             finally:
                 if self.client is not None:
                     registry.discard(self.client, self.transport)
+
+        def shutdown(self) -> None:
+            # A TLS close waits for the peer's close_notify (asyncio: up to 30 s), which an idle pooled
+            # client never sends: past a short grace, abort, so that stop() stays quick and quiet.
+            super().shutdown()
+            self.loop.call_later(_SHUTDOWN_GRACE, self._abort_if_open)
+
+        def _abort_if_open(self) -> None:
+            if not self._gone and self.transport is not None:
+                self.transport.abort()
 
     return SandboxH11Protocol
 
@@ -144,21 +160,17 @@ class SandboxServer:
         """Bind, start serving in a background thread and return once connections are served."""
         if self._thread is not None:
             raise RuntimeError("the sandbox server was already started")
+        tls_options: dict[str, Any] = {}
+        if self._tls:
+            from .tls import tls_material
+
+            material = tls_material()  # before binding: a missing trustme leaves nothing behind
+            tls_options = {"ssl_certfile": str(material.cert_path), "ssl_keyfile": str(material.key_path)}
         sock = self._bind()
         self._socket = sock
         self._port = int(sock.getsockname()[1])
         app = create_app(self.state)
         self._stopping = app.state.stopping
-        tls_options: dict[str, Any] = {}
-        if self._tls:
-            from .tls import tls_material
-
-            try:
-                material = tls_material()
-            except BaseException:
-                self._cleanup()
-                raise
-            tls_options = {"ssl_certfile": str(material.cert_path), "ssl_keyfile": str(material.key_path)}
         config = uvicorn.Config(
             app,
             log_level=self._log_level,

@@ -300,7 +300,7 @@ class WireMiddleware:
             if vary is None:
                 headers.append((b"vary", b"Accept-Encoding"))
             elif b"accept-encoding" not in vary.lower():
-                headers = _without(headers, b"vary") + [(b"vary", vary + b", Accept-Encoding")]
+                headers = [*_without(headers, b"vary"), (b"vary", vary + b", Accept-Encoding")]
             request_headers = [(bytes(k), bytes(v)) for k, v in scope.get("headers", [])]
             accepted = _header(request_headers, b"accept-encoding")
             coding = choose_coding(accepted.decode("latin-1") if accepted is not None else None)
@@ -363,9 +363,7 @@ class WireMiddleware:
                 return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _break(
-        self, scope: _Scope, kind: str, start: _Message, body: bytes, chunked: bool, send: _Send
-    ) -> None:
+    async def _break(self, scope: _Scope, kind: str, start: _Message, body: bytes, chunked: bool, send: _Send) -> None:
         """Write a bogus TLS record (or nothing, for ``reset``) under the TLS layer and close."""
         connection = self.registry.get(scope.get("client"))
         transport = connection.transport if connection is not None else None
