@@ -36,23 +36,29 @@ os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
 os.environ.setdefault("POSTAGE_EXAMPLE_POKE_SECONDS", "1")
 
 
-def connections(sandbox_url: str) -> dict[str, dict[str, object]]:
+def connections(sandbox_url: str, ca_path: str | None) -> dict[str, dict[str, object]]:
+    """The two connections, trusting the sandbox's own CA: the sandbox speaks HTTPS like the real APIs."""
     from airflow_provider_postage.sandbox import state
 
+    tls = {"ca_bundle": ca_path} if ca_path else {}
     return {
         "postage_click2mail": {
             "conn_type": "click2mail",
             "login": state.DEFAULT_C2M_USERNAME,
             "password": state.DEFAULT_C2M_PASSWORD,
             "host": sandbox_url,
-            "extra": {"environment": "staging", **DEMO_BILLING},
+            "extra": {"environment": "staging", **DEMO_BILLING, **tls},
         },
         "postage_pitney_bowes": {
             "conn_type": "pitney_bowes",
             "login": state.DEFAULT_PB_API_KEY,
             "password": state.DEFAULT_PB_API_SECRET,
             "host": sandbox_url,
-            "extra": {"developer_id": state.DEFAULT_PB_DEVELOPER_ID, "postal_reporting_number": state.DEFAULT_PB_PRN},
+            "extra": {
+                "developer_id": state.DEFAULT_PB_DEVELOPER_ID,
+                "postal_reporting_number": state.DEFAULT_PB_PRN,
+                **tls,
+            },
         },
     }
 
@@ -97,11 +103,11 @@ def demo() -> int:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     started = time.monotonic()
-    with SandboxServer() as sandbox:
+    with SandboxServer(tls=True) as sandbox:
         sandbox.state.settle_seconds = SETTLE_SECONDS
-        for conn_id, fields in connections(sandbox.url).items():
+        for conn_id, fields in connections(sandbox.url, sandbox.ca_path).items():
             os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(fields)
-        conn_ids = list(connections(sandbox.url))
+        conn_ids = list(connections(sandbox.url, sandbox.ca_path))
         print(f"Sandbox (Click2Mail + Pitney Bowes) at {sandbox.url}; bought funds show after {SETTLE_SECONDS} s\n")
         print("Balances before:")
         print(balances_table(conn_ids) + "\n")
@@ -155,11 +161,15 @@ def standalone() -> int:
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        # The UI's Test button (off by default since Airflow 2.7) runs the hook's test_connection.
+        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+        # Not 32 LocalExecutor workers on a small machine: two per core is plenty for the examples.
+        "AIRFLOW__CORE__PARALLELISM": str(max(4, 2 * (os.cpu_count() or 2))),
     }
-    with SandboxServer(port=int(os.environ.get("POSTAGE_SANDBOX_PORT", "8787"))) as sandbox:
+    with SandboxServer(port=int(os.environ.get("POSTAGE_SANDBOX_PORT", "8787")), tls=True) as sandbox:
         sandbox.state.settle_seconds = SETTLE_SECONDS
         migrate()
-        for conn_id, fields in connections(sandbox.url).items():
+        for conn_id, fields in connections(sandbox.url, sandbox.ca_path).items():
             subprocess.run([airflow_bin(), "connections", "delete", conn_id], capture_output=True, env=env, check=False)
             subprocess.run(
                 [airflow_bin(), "connections", "add", conn_id, "--conn-json", json.dumps(fields)],

@@ -41,12 +41,23 @@ def conn_uri_env(conn_id: str, **fields: object) -> tuple[str, str]:
     return f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(fields)
 
 
+#: The sandbox's CA (PEM), trusted by the connections below through their ``ca_bundle`` extra.
+SANDBOX_CA: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[SandboxServer]:
-    server = SandboxServer()
+    """The sandbox as the real APIs are reached: HTTPS, replies compressed and chunked."""
+    server = SandboxServer(tls=True)
     server.start()
+    assert server.ca_path is not None
+    SANDBOX_CA[:] = [server.ca_path]
     yield server
     server.stop()
+
+
+def _trust(url: str) -> dict[str, str]:
+    return {"ca_bundle": SANDBOX_CA[0]} if url.startswith("https://") and SANDBOX_CA else {}
 
 
 @pytest.fixture
@@ -63,7 +74,7 @@ def c2m_connection(url: str, **extra: object) -> dict[str, object]:
         "login": sandbox_defaults.DEFAULT_C2M_USERNAME,
         "password": sandbox_defaults.DEFAULT_C2M_PASSWORD,
         "host": url,
-        "extra": {"environment": "staging", **BILLING, **extra},
+        "extra": {"environment": "staging", **BILLING, **_trust(url), **extra},
     }
 
 
@@ -73,7 +84,12 @@ def pb_connection(url: str, prn: str = "900001", **extra: object) -> dict[str, o
         "login": sandbox_defaults.DEFAULT_PB_API_KEY,
         "password": sandbox_defaults.DEFAULT_PB_API_SECRET,
         "host": url,
-        "extra": {"developer_id": sandbox_defaults.DEFAULT_PB_DEVELOPER_ID, "postal_reporting_number": prn, **extra},
+        "extra": {
+            "developer_id": sandbox_defaults.DEFAULT_PB_DEVELOPER_ID,
+            "postal_reporting_number": prn,
+            **_trust(url),
+            **extra,
+        },
     }
 
 

@@ -48,7 +48,14 @@ PURCHASES: list[tuple[str, dict[str, Any], dict[str, Any] | None, str, str]] = [
     ("2-digit CVV", {"amount": "20"}, {"card_cvv_secret": "12"}, "card_cvv_secret", "3 digits"),
     ("3-digit CVV for AE", {"amount": "20"}, {"card_type": "AE"}, "card_cvv_secret", "4 digits"),
     ("unknown card type", {"amount": "20"}, {"card_type": "JC"}, "card_type", "one of VI, MC, DI, AE"),
-    ("plain http in production", {"amount": "20"}, {"environment": "production"}, "host", "plain http:// is refused"),
+    ("test card in production", {"amount": "20"}, {"environment": "production"}, "card_number_secret", "staging test card"),
+    (
+        "plain http in production",
+        {"amount": "20"},
+        {"environment": "production", "host": "http://127.0.0.1:9"},
+        "host",
+        "plain http:// is refused",
+    ),
     ("missing billing name", {"amount": "20"}, {"billing_name": ""}, "billing_name", "missing"),
     ("bad ZIP", {"amount": "20"}, {"billing_zip": "ABCDE"}, "billing_zip", "5 digits"),
     ("unknown environment", {"amount": "20"}, {"environment": "qa"}, "environment", "one of staging, production"),
@@ -125,7 +132,9 @@ def test_bad_purchase_input(
     args = dict(args)
     conn_id = args.pop("conn", C2M_CONN_ID)
     if changes is not None:
+        changes = dict(changes)
         fields = c2m_connection(sandbox.url)
+        fields["host"] = changes.pop("host", fields["host"])
         fields["extra"] = {**fields["extra"], **changes}  # type: ignore[dict-item]
         conn_id = "c2m_bad_input"
         monkeypatch.setenv(*conn_uri_env(conn_id, **fields))

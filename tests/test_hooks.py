@@ -283,7 +283,7 @@ def test_click2mail_purchase_for_every_reply_shape(connections: SandboxState, re
         ("10", {"card_exp_year": "2019"}, "card_exp_year"),
         ("10", {"card_cvv_secret": "12"}, "card_cvv_secret"),
         ("10", {"billing_zip": ""}, "billing_zip"),
-        ("10", {"environment": "production"}, "host"),
+        ("10", {"environment": "production"}, "card_number_secret"),
     ],
 )
 def test_click2mail_purchase_validation_sends_nothing(

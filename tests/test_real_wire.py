@@ -180,10 +180,10 @@ def test_the_connections_port_is_used(
     connections: SandboxState, sandbox: SandboxServer, monkeypatch: Any, conn_type: str
 ) -> None:
     fields = c2m_connection(sandbox.url) if conn_type == "click2mail" else pb_connection(sandbox.url)
-    fields.update(host="127.0.0.1", port=sandbox.port, schema="http")
+    fields.update(host="127.0.0.1", port=sandbox.port, schema="https")
     monkeypatch.setenv(*conn_uri_env("with_port", **fields))
     hook = get_postage_hook("with_port", **FAST)
-    assert f"http://127.0.0.1:{sandbox.port}" in hook.settings.base_url
+    assert f"https://127.0.0.1:{sandbox.port}" in hook.settings.base_url
     assert hook.get_balances()[0].available in (Decimal("5.00"), Decimal("12.50"))
 
 
@@ -220,7 +220,9 @@ def test_the_same_refill_resent_is_confirmed_with_the_amount_the_api_echoed(conn
 def test_plain_http_is_refused_for_production_before_anything_is_sent(
     connections: SandboxState, sandbox: SandboxServer, monkeypatch: Any
 ) -> None:
-    monkeypatch.setenv(*conn_uri_env("pb_prod_http", **pb_connection(sandbox.url, environment="production")))
+    fields = pb_connection(sandbox.url, environment="production")
+    fields["host"] = f"http://127.0.0.1:{sandbox.port}"
+    monkeypatch.setenv(*conn_uri_env("pb_prod_http", **fields))
     with pytest.raises(PostageValidationError, match="plain http:// is refused for production") as caught:
         get_postage_hook("pb_prod_http").get_balances()
     assert caught.value.field == "host"
@@ -266,11 +268,12 @@ def test_a_scheme_less_host_on_a_plain_http_server_suggests_http(
 ) -> None:
     from airflow_provider_postage.protocol.errors import PostageTransportError
 
-    fields = c2m_connection(sandbox.url)
-    fields["host"] = f"127.0.0.1:{sandbox.port}"  # becomes https://, and the sandbox here speaks plain HTTP
-    monkeypatch.setenv(*conn_uri_env("c2m_no_scheme", **fields))
-    with pytest.raises(PostageTransportError, match="needs http:// in the host") as caught:
-        get_postage_hook("c2m_no_scheme", max_attempts=1).get_balances()
+    with SandboxServer() as plain:  # a local sandbox that speaks plain HTTP
+        fields = c2m_connection(plain.url)
+        fields["host"] = f"127.0.0.1:{plain.port}"  # no scheme: https is assumed
+        monkeypatch.setenv(*conn_uri_env("c2m_no_scheme", **fields))
+        with pytest.raises(PostageTransportError, match="needs http:// in the host") as caught:
+            get_postage_hook("c2m_no_scheme", max_attempts=1).get_balances()
     assert caught.value.request_sent is False
 
 
