@@ -63,6 +63,12 @@ READ_FAULTS: list[tuple[Fault, type[Exception] | None, int | None, bool]] = [
     (Fault("HTML page", {"status": 200, "body": HTML, "content_type": "text/html"}), PostageResponseError, 1, False),
     (Fault("empty body", {"status": 200, "body": ""}), PostageResponseError, 1, False),
     (Fault("malformed", {"status": 200, "body": "<credit><bal{"}), PostageResponseError, 1, False),
+    # what TLS terminators, gateways and CDNs do to a reply on its way back
+    *[
+        (Fault(wire, {"wire": wire}), PostageTransportError, ATTEMPTS, True)
+        for wire in ("tls_alert", "corrupt_record", "reset", "cut_body", "oversize")
+    ],
+    (Fault("trickle", {"wire": "trickle", "trickle_interval": 0.3}), PostageTransportError, ATTEMPTS, True),
 ]
 
 
@@ -200,6 +206,16 @@ def test_unreachable_host_is_a_transport_error_never_a_charge(
 # --- purchases under faults, with Airflow's next tries ---------------------------------------------
 
 PURCHASE_ENDPOINT = {C2M_CONN_ID: "c2m_purchase", PB_CONN_ID: "pb_fund"}
+#: every wire fault the sandbox applies after the handler ran (the trickle beats the 0.5 s read timeout
+#: with a byte every 0.3 s; only the hook's total deadline ends it)
+WIRE_FAULTS: list[tuple[str, dict[str, Any]]] = [
+    ("tls_alert", {}),
+    ("corrupt_record", {}),
+    ("reset", {}),
+    ("cut_body", {}),
+    ("oversize", {}),
+    ("trickle", {"trickle_interval": 0.3}),
+]
 
 
 @dataclass(frozen=True)
@@ -257,6 +273,31 @@ PURCHASE_CASES = [
         0,
         1,
     ),
+    # real-wire faults after the API applied the purchase: the request was delivered, so the outcome is
+    # unknown to the client; Click2Mail settles it by the balance, Pitney Bowes by resending the same id
+    *[
+        PurchaseCase(
+            f"{wire} after the charge",
+            {"apply": True, "wire": wire, **extra},
+            ("purchased",),
+            ("PurchaseOutcomeUnknownError", "already_applied"),
+            1,
+            1,
+        )
+        for wire, extra in WIRE_FAULTS
+    ],
+    # and before it was applied: nothing charged, nothing known
+    *[
+        PurchaseCase(
+            f"{wire}, no charge",
+            {"wire": wire},
+            ("PurchaseOutcomeUnknownError", "AirflowFailException"),
+            ("PurchaseOutcomeUnknownError", "purchased"),
+            0,
+            1,
+        )
+        for wire in ("tls_alert", "corrupt_record", "reset", "cut_body")
+    ],
     PurchaseCase(
         "HTML 200",
         {"status": 200, "body": HTML, "content_type": "text/html"},

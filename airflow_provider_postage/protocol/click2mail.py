@@ -243,7 +243,9 @@ def _text(root: Mapping[str, Any], name: str) -> str | None:
         return None
     if isinstance(value, dict):  # an element with attributes: xmltodict keeps its text under #text
         value = value.get("#text")
-    return None if value is None else str(value).strip()
+    # Only text: a repeated element (a list) or one with children is no answer, and repeating its
+    # structure in a message could echo anything the reply held.
+    return value.strip() if isinstance(value, str) else None
 
 
 def error_from_response(response: HttpResponse) -> PostageAPIError:

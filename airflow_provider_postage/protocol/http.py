@@ -41,7 +41,7 @@ class HttpResponse:
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
 
     def text(self) -> str:
-        return self.body.decode("utf-8", errors="replace")
+        return self.body.decode("utf-8", errors="replace").removeprefix("\ufeff")  # a BOM is no content
 
 
 def basic_auth(user: str, password: str) -> str:

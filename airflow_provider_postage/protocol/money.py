@@ -32,7 +32,7 @@ def to_decimal(value: object, *, field: str) -> Decimal:
         raise PostageValidationError(field, f"must be a string, int or Decimal, not {type(value).__name__}")
     if not result.is_finite():
         raise PostageValidationError(field, "must be a finite number")
-    if abs(result) >= LARGEST:
+    if result.copy_abs() >= LARGEST:  # copy_abs: no context, so no Overflow on 1e1000000
         raise PostageValidationError(field, "is implausibly large")
     return result
 
@@ -74,7 +74,7 @@ def reply_amount(value: object, name: str) -> Decimal:
     if isinstance(value, int) and abs(value) >= LARGEST:  # before Decimal(): a huge int is slow to convert
         raise ValueError(f"field {name} is implausibly large")
     result = Decimal(value)
-    if not result.is_finite() or abs(result) >= LARGEST:
+    if not result.is_finite() or result.copy_abs() >= LARGEST:
         raise ValueError(f"field {name} is not a plausible amount")
     return result
 

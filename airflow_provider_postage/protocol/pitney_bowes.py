@@ -221,8 +221,8 @@ def parse_balance_response(response: HttpResponse, *, conn_id: str, received_at:
         account_type = _ACCOUNT_TYPES.get(str(account.get("accountType", "")).strip().lower())
         if account_type is None:
             continue  # an account kind this provider does not manage
-        number = account.get("accountNumber")
-        currency = str(account.get("currencyCode") or "USD")
+        number = _scalar(account.get("accountNumber"))
+        currency = _scalar(account.get("currencyCode")) or "USD"
         if account_type == POSTAGE:
             available = _amount(account, "availableBalance", response, required=True)
             assert available is not None
@@ -313,6 +313,16 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _scalar(value: Any) -> str | None:
+    """A code or description as text: only a string or a number; an object or a list is no answer, and
+    repeating its structure in a message could echo anything the reply held."""
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, (int, Decimal)) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def _error_entries(document: Any) -> list[Mapping[str, Any]]:
     """The error objects of every shape PB uses: unified ``{"errors": [...]}``, ``{"status": "ERROR",
     "errors": [...]}``, and top-level arrays of ``{errorCode, message}`` or ``{key, message}``."""
@@ -336,9 +346,9 @@ def error_from_response(response: HttpResponse) -> PostageAPIError:
         return error_class(PROVIDER, response.status, unreadable.description)
     if not entries:
         return error_class(PROVIDER, response.status, "error reply without an error entry")
-    codes = [str(entry.get("errorCode") or entry.get("key") or "").strip() for entry in entries]
+    codes = [_scalar(entry.get("errorCode")) or _scalar(entry.get("key")) or "" for entry in entries]
     descriptions = [
-        str(entry.get("errorDescription") or entry.get("message") or "no description").strip() for entry in entries
+        _scalar(entry.get("errorDescription")) or _scalar(entry.get("message")) or "no description" for entry in entries
     ]
     code = ", ".join(code for code in codes if code) or None
     if 400 <= response.status < 500 and code and "DUPLICATE" in code.upper():
