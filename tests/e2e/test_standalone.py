@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -49,20 +50,22 @@ def free_port() -> int:
 
 
 class World:
-    def __init__(self, api: str, sandbox: str, home: Path, env: dict[str, str]) -> None:
+    def __init__(self, api: str, sandbox: str, home: Path, env: dict[str, str], ca_path: str) -> None:
         self.api = api
         self.sandbox = sandbox
         self.home = home
         self.env = env
+        self.ca_path = ca_path
+        self.sandbox_client = httpx.Client(timeout=10, verify=ssl.create_default_context(cafile=ca_path))
         self.client = httpx.Client(timeout=30)
         token = self.client.get(f"{api}/auth/token").json()["access_token"]
         self.client.headers["Authorization"] = f"Bearer {token}"
 
     def counters(self) -> dict[str, Any]:
-        return httpx.get(f"{self.sandbox}/_sandbox/counters", timeout=10).json()
+        return self.sandbox_client.get(f"{self.sandbox}/_sandbox/counters").json()
 
     def balances(self) -> dict[str, Any]:
-        return httpx.get(f"{self.sandbox}/_sandbox/state", timeout=10).json()
+        return self.sandbox_client.get(f"{self.sandbox}/_sandbox/state").json()
 
     def run_dag(self, dag_id: str, conf: dict[str, Any] | None = None, timeout: float = 240) -> list[dict[str, Any]]:
         """Unpause, trigger one run through the REST API, and wait until every run of the DAG is done.
@@ -132,6 +135,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "0",
             "--settle-seconds",
             str(SETTLE_SECONDS),
+            "--tls",
+            "--ca-dir",
+            str(home),
             "--seed",
             str(seed),
         ],
@@ -140,12 +146,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     )
     assert sandbox_proc.stdout is not None
     sandbox_url = sandbox_proc.stdout.readline().strip().rsplit(" ", 1)[-1]
-    assert sandbox_url.startswith("http://127.0.0.1:")
+    ca_path = sandbox_proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+    assert sandbox_url.startswith("https://127.0.0.1:") and Path(ca_path).is_file()  # HTTPS, as the real APIs
 
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import c2m_connection, pb_connection
 
-    c2m_secrets = {"card_number_secret": CARD_NUMBER, "card_cvv_secret": CVV}
+    c2m_secrets = {"card_number_secret": CARD_NUMBER, "card_cvv_secret": CVV, "ca_bundle": ca_path}
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
@@ -164,8 +171,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         "AIRFLOW_CONN_POSTAGE_CLICK2MAIL": json.dumps(
             {**c2m_connection(sandbox_url, **c2m_secrets), "password": C2M_PASSWORD}
         ),
-        "AIRFLOW_CONN_POSTAGE_PITNEY_BOWES": json.dumps({**pb_connection(sandbox_url), "password": PB_SECRET}),
-        "AIRFLOW_CONN_POSTAGE_PB_WRONG_SECRET": json.dumps({**pb_connection(sandbox_url), "password": WRONG_PB_SECRET}),
+        "AIRFLOW_CONN_POSTAGE_PITNEY_BOWES": json.dumps(
+            {**pb_connection(sandbox_url, ca_bundle=ca_path), "password": PB_SECRET}
+        ),
+        "AIRFLOW_CONN_POSTAGE_PB_WRONG_SECRET": json.dumps(
+            {**pb_connection(sandbox_url, ca_bundle=ca_path), "password": WRONG_PB_SECRET}
+        ),
         "AIRFLOW_VAR_POSTAGE_ACCOUNTS": json.dumps(
             [{"postage_conn_id": "postage_click2mail", "top_up_to": "120"}, "postage_pitney_bowes"]
         ),
@@ -179,7 +190,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         wait_until(
             lambda: httpx.get(f"{api}/api/v2/monitor/health", timeout=5).status_code == 200, 240, "the API server"
         )
-        world = World(api, sandbox_url, home, env)
+        world = World(api, sandbox_url, home, env, ca_path)
         wanted = {
             "postage_scheduled_top_up",
             "postage_shipping_gate",
@@ -257,7 +268,7 @@ def test_low_balance_watch_tops_up_when_the_balance_falls(world: World) -> None:
     assert world.client.patch(f"{world.api}/api/v2/dags/{dag_id}", json={"is_paused": False}).status_code == 200
     time.sleep(5)  # the watcher sees 120.00, above the low-water mark: armed, no run
     assert world.client.get(f"{world.api}/api/v2/dags/{dag_id}/dagRuns").json()["total_entries"] == 0
-    httpx.post(f"{world.sandbox}/_sandbox/c2m/accounts/demo-user", json={"balance": "30.00"}, timeout=10)
+    world.sandbox_client.post(f"{world.sandbox}/_sandbox/c2m/accounts/demo-user", json={"balance": "30.00"})
 
     def one_finished_run() -> bool:
         runs = world.client.get(f"{world.api}/api/v2/dags/{dag_id}/dagRuns").json()["dag_runs"]
