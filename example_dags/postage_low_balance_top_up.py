@@ -47,7 +47,7 @@ try:  # Airflow 3: event-driven scheduling on an asset watched by the triggerer
             )
         ],
     )
-    schedule: object = [low_balance]
+    schedule: list[Asset] | str = [low_balance]
     EVENT_DRIVEN = True
 except ImportError:  # Airflow 2.11
     schedule = "@continuous"
@@ -70,6 +70,8 @@ with DAG(
         retries=2,
         retry_delay=dt.timedelta(seconds=30),
     )
+    # Done once the balance is back at or above LOW_WATER, the level that re-arms the watcher: waiting
+    # for TARGET could wait forever while spending goes on.
     funds_visible = BalanceThresholdSensor(
         task_id="wait_for_funds",
         postage_conn_id=CONN_ID,

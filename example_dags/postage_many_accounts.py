@@ -42,9 +42,8 @@ with DAG(
 ) as dag:
 
     @task
-    def accounts(params: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    def accounts(**context: Any) -> list[dict[str, str]]:
         """Read at run time (never at parse time) from the Variable."""
-        assert params is not None
         listed = Variable.get("postage_accounts", None, deserialize_json=True) or [
             CLICK2MAIL_CONN_ID,
             PITNEY_BOWES_CONN_ID,
@@ -56,7 +55,7 @@ with DAG(
             plan.append(
                 {
                     "postage_conn_id": entry["postage_conn_id"],
-                    "top_up_to": str(entry.get("top_up_to", params["default_top_up_to"])),
+                    "top_up_to": str(entry.get("top_up_to", context["params"]["default_top_up_to"])),
                 }
             )
         return plan

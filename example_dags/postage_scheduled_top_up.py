@@ -47,10 +47,12 @@ with DAG(
 ) as dag:
 
     @task
-    def accounts(params: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    def accounts(**context: Any) -> list[dict[str, str]]:
         """The top-up plan from the run's params, as strings (amounts stay exact)."""
-        assert params is not None
-        return [{"postage_conn_id": a["postage_conn_id"], "top_up_to": str(a["top_up_to"])} for a in params["accounts"]]
+        return [
+            {"postage_conn_id": a["postage_conn_id"], "top_up_to": str(a["top_up_to"])}
+            for a in context["params"]["accounts"]
+        ]
 
     @task
     def conn_ids(plan: list[dict[str, str]]) -> list[str]:
@@ -63,12 +65,13 @@ with DAG(
     @task
     def summary(purchases: list[dict[str, Any]], balances: list[dict[str, Any]]) -> dict[str, Any]:
         """What was bought and what the accounts hold now (also the run's XCom)."""
+        purchases, balances = list(purchases), list(balances)  # a mapped XCom is read once, not per loop
         bought = [p for p in purchases if p["status"] in ("purchased", "already_applied")]
         for p in purchases:
             print(f"{p['conn_id']:<24} {p['status']:<16} {p['amount'] or '-':>10} {p['currency']}")
         for b in balances:
             print(f"{b['conn_id']:<24} {b['account_type']:<16} {b['available']:>10} {b['currency']}")
-        return {"purchases": list(purchases), "balances": list(balances), "bought": len(bought)}
+        return {"purchases": purchases, "balances": balances, "bought": len(bought)}
 
     plan = accounts()
     ids = conn_ids(plan)

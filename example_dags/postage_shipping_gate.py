@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, Param, task
 
@@ -57,10 +58,11 @@ with DAG(
     )
 
     @task
-    def ship(balance: dict[str, str], params: dict[str, str] | None = None) -> str:
+    def ship(balance: dict[str, str], **context: Any) -> str:
         """Stand-in for the real shipping or mailing job."""
-        assert params is not None
-        message = f"shipping job with postage {params['job_cost']} runs; the account holds {balance['available']}"
+        message = (
+            f"shipping job with postage {context['params']['job_cost']} runs; the account holds {balance['available']}"
+        )
         print(message)
         return message
 
