@@ -43,6 +43,8 @@ class PostageHook(BaseHook, ABC):
         backoff. A purchase is sent once: it is resent only when it surely never left this machine.
     :param backoff_initial: seconds before the second try; doubling from there.
     :param backoff_max: the longest wait between tries.
+    :param account: another account reachable with the connection's credentials (Pitney Bowes: a
+        merchant's postal reporting number), instead of the connection's own.
     """
 
     conn_name_attr = "postage_conn_id"
@@ -71,9 +73,11 @@ class PostageHook(BaseHook, ABC):
         max_attempts: int = 4,
         backoff_initial: float = 0.5,
         backoff_max: float = 8.0,
+        account: str | None = None,
     ) -> None:
         super().__init__()
         self.postage_conn_id = postage_conn_id
+        self.account = account
         self.timeout = timeout
         self.policy = _drivers.RetryPolicy(max_attempts, backoff_initial, backoff_max)
         self._session: requests.Session | None = None
@@ -133,6 +137,8 @@ class PostageHook(BaseHook, ABC):
             if value:
                 mask_secret(str(value))
         settings = self.service.settings(fields)
+        if self.account:
+            settings = self.service.for_account(settings, self.account)
         if is_plain_http(settings.base_url):
             log.warning(
                 "%s: plain http:// to %s; credentials travel in clear (only for a local sandbox or staging)",

@@ -62,17 +62,25 @@ class FetchBalancesOperator(BaseOperator):
     Maps well: ``FetchBalancesOperator.partial(task_id=...).expand(postage_conn_ids=[...])``.
 
     :param postage_conn_ids: a connection id or a list of them (templated).
+    :param postal_reporting_number: read this Pitney Bowes merchant instead of the connection's own
+        (templated): one connection, one token, many merchants.
     :param hook_params: extra keyword arguments for the hooks (e.g. ``timeout``, ``max_attempts``).
     """
 
-    template_fields: Sequence[str] = ("postage_conn_ids",)
+    template_fields: Sequence[str] = ("postage_conn_ids", "postal_reporting_number")
     ui_color = "#e6f2ff"
 
     def __init__(
-        self, *, postage_conn_ids: str | list[str], hook_params: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        *,
+        postage_conn_ids: str | list[str],
+        postal_reporting_number: str | None = None,
+        hook_params: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.postage_conn_ids = postage_conn_ids
+        self.postal_reporting_number = postal_reporting_number
         self.hook_params = hook_params or {}
 
     def execute(self, context: Context) -> list[dict[str, Any]]:
@@ -81,7 +89,8 @@ class FetchBalancesOperator(BaseOperator):
             raise PostageValidationError("postage_conn_ids", "no connection ids given")
         balances: list[Balance] = []
         for conn_id in conn_ids:
-            balances.extend(get_postage_hook(conn_id, **self.hook_params).get_balances())
+            hook = get_postage_hook(conn_id, account=self.postal_reporting_number or None, **self.hook_params)
+            balances.extend(hook.get_balances())
         self.log.info("Balances:\n%s", balance_table(balances))
         return [balance.to_dict() for balance in balances]
 
@@ -108,10 +117,12 @@ class PurchaseCreditOperator(BaseOperator):
     :param top_up_to: str, int or Decimal target balance (templated).
     :param max_amount: cap on one purchase (templated), default 500.00.
     :param dry_run: work out and log the purchase, buy nothing.
+    :param postal_reporting_number: refill this Pitney Bowes merchant instead of the connection's own
+        (templated).
     :param hook_params: extra keyword arguments for the hook (e.g. ``timeout``).
     """
 
-    template_fields: Sequence[str] = ("postage_conn_id", "amount", "top_up_to", "max_amount")
+    template_fields: Sequence[str] = ("postage_conn_id", "amount", "top_up_to", "max_amount", "postal_reporting_number")
     ui_color = "#ffe9cc"
 
     def __init__(
@@ -122,6 +133,7 @@ class PurchaseCreditOperator(BaseOperator):
         top_up_to: str | int | Decimal | None = None,
         max_amount: str | int | Decimal = DEFAULT_MAX_AMOUNT,
         dry_run: bool = False,
+        postal_reporting_number: str | None = None,
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
@@ -134,6 +146,7 @@ class PurchaseCreditOperator(BaseOperator):
         self.max_amount = max_amount
         # Not ``self.dry_run``: that name is BaseOperator's method behind ``airflow tasks test --dry-run``.
         self.purchase_dry_run = dry_run
+        self.postal_reporting_number = postal_reporting_number
         self.hook_params = hook_params or {}
         # Values known at parse time are checked now, so a bad DAG fails to load, not at 3 a.m.
         if amount is not None and known_at_parse_time(amount):
@@ -169,6 +182,7 @@ class PurchaseCreditOperator(BaseOperator):
         return {
             "provider": hook.provider,
             "conn_id": self.postage_conn_id,
+            **({"account": self.postal_reporting_number} if self.postal_reporting_number else {}),
             "status": status,
             "amount": None if amount is None else format_money(amount),
             "currency": before.currency,
@@ -187,7 +201,7 @@ class PurchaseCreditOperator(BaseOperator):
     # --- execute ----------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> dict[str, Any]:
-        hook = get_postage_hook(self.postage_conn_id, **self.hook_params)
+        hook = get_postage_hook(self.postage_conn_id, account=self.postal_reporting_number or None, **self.hook_params)
         cap = parse_amount(self.max_amount, field="max_amount")
         wanted = None if self.amount is None else self._cap(hook, parse_amount(self.amount), cap)
         target = None if self.top_up_to is None else parse_threshold(self.top_up_to, field="top_up_to")
@@ -201,7 +215,9 @@ class PurchaseCreditOperator(BaseOperator):
         if is_done(pending):
             assert pending is not None
             done = pending["result"]
-            if done.get("conn_id") == self.postage_conn_id:
+            if done.get("conn_id") == self.postage_conn_id and done.get("account") == (
+                self.postal_reporting_number or None
+            ):
                 self.log.info("This task instance has bought already (%s): not buying again", done)
                 return {**done, "status": ALREADY_APPLIED}
             pending = None  # a purchase on another connection, e.g. before the task was changed and cleared
@@ -228,6 +244,7 @@ class PurchaseCreditOperator(BaseOperator):
         journal.put(
             {
                 "conn_id": self.postage_conn_id,
+                **({"account": self.postal_reporting_number} if self.postal_reporting_number else {}),
                 "amount": format_money(wanted),
                 "balance_before": format_money(before.available),
                 "transaction_id": transaction_id,
@@ -282,7 +299,10 @@ class PurchaseCreditOperator(BaseOperator):
         amount = Decimal(str(pending["amount"]))
         before = Decimal(str(pending["balance_before"]))
         where = journal_location(context, transaction_id)
-        if pending.get("conn_id") != self.postage_conn_id:
+        if (pending.get("conn_id"), pending.get("account")) != (
+            self.postage_conn_id,
+            self.postal_reporting_number or None,
+        ):
             raise AirflowFailException(
                 f"An earlier try of this task started a purchase of {format_money(amount)} on "
                 f"{pending.get('conn_id')!r} whose outcome is unknown; this try is for {self.postage_conn_id!r}. "

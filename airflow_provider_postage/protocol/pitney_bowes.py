@@ -3,6 +3,7 @@ connection, requests out, typed results or typed errors back. No I/O here."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -124,6 +125,13 @@ def settings_from_connection(
     return PitneyBowesSettings(
         login, password, environment, base, ids["developer_id"], ids["postal_reporting_number"], verify
     )
+
+
+def with_merchant(settings: PitneyBowesSettings, postal_reporting_number: str) -> PitneyBowesSettings:
+    value = str(postal_reporting_number or "").strip()
+    if not _PATH_SEGMENT.match(value):
+        raise PostageConfigError("postal_reporting_number", "may hold only letters, digits, '.', '-' and '_'")
+    return dataclasses.replace(settings, postal_reporting_number=value)
 
 
 def validate_refill_amount(amount: object) -> Decimal:

@@ -32,9 +32,11 @@ class BalanceThresholdSensor(BaseSensorOperator):
     :param condition: ``at_least`` (default) or ``below``.
     :param deferrable: poke once, then hand the wait to the triggerer (no worker slot held). Defaults
         to ``[operators] default_deferrable``.
+    :param postal_reporting_number: watch this Pitney Bowes merchant instead of the connection's own
+        (templated).
     """
 
-    template_fields: Sequence[str] = ("postage_conn_id", "threshold", "account_type")
+    template_fields: Sequence[str] = ("postage_conn_id", "threshold", "account_type", "postal_reporting_number")
     ui_color = "#e6f2ff"
 
     def __init__(
@@ -45,10 +47,12 @@ class BalanceThresholdSensor(BaseSensorOperator):
         account_type: str | None = None,
         condition: str = _conditions.AT_LEAST,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        postal_reporting_number: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.postage_conn_id = postage_conn_id
+        self.postal_reporting_number = postal_reporting_number
         self.threshold = threshold
         self.account_type = account_type
         self.condition = _conditions.validate_condition(condition)
@@ -64,7 +68,7 @@ class BalanceThresholdSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> PokeReturnValue:
         threshold, account_type = self._checked()
-        hook = get_postage_hook(self.postage_conn_id)
+        hook = get_postage_hook(self.postage_conn_id, account=self.postal_reporting_number or None)
         try:
             balance = _conditions.pick(hook.get_balances(), account_type, hook.main_account_type)
         except Exception as error:
@@ -98,6 +102,7 @@ class BalanceThresholdSensor(BaseSensorOperator):
                 account_type=account_type,
                 condition=self.condition,
                 poke_interval=float(self.poke_interval),
+                postal_reporting_number=self.postal_reporting_number or None,
             ),
             method_name="execute_complete",
             timeout=dt.timedelta(seconds=float(self.timeout)),

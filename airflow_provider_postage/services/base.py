@@ -17,6 +17,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 import pendulum
 
+from airflow_provider_postage.protocol.errors import PostageConfigError
 from airflow_provider_postage.protocol.flow import Flow
 from airflow_provider_postage.protocol.records import Balance, PurchaseResult
 
@@ -82,6 +83,13 @@ class PostageService(ABC):
     def warnings(self, settings: Any) -> list[str]:
         """What a connection should change although it works (deprecated extras); the hook warns."""
         return []
+
+    def for_account(self, settings: Any, account: str) -> Any:
+        """The settings aimed at another account reachable with the same credentials (Pitney Bowes: a
+        merchant's postal reporting number), so one connection can serve many accounts."""
+        raise PostageConfigError(
+            "postal_reporting_number", f"{self.hook_name} connections hold one account: use one connection per account"
+        )
 
     @abstractmethod
     def validate_amount(self, amount: object) -> Decimal:

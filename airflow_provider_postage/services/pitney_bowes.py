@@ -41,6 +41,10 @@ class PitneyBowesService(PostageService):
             fields.login, fields.password, fields.host, fields.extra, port=fields.port, schema=fields.schema
         )
 
+    def for_account(self, settings: wire.PitneyBowesSettings, account: str) -> wire.PitneyBowesSettings:
+        """Another merchant of the same developer account: one connection (one token) for them all."""
+        return wire.with_merchant(settings, account)
+
     def validate_amount(self, amount: object) -> Decimal:
         return wire.validate_refill_amount(amount)
 

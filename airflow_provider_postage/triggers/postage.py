@@ -33,8 +33,10 @@ class _BalancePoll:
         account_type: str | None,
         poke_interval: float,
         timeout: tuple[float, float] | list[float],
+        postal_reporting_number: str | None = None,
     ) -> None:
         self.postage_conn_id = postage_conn_id
+        self.postal_reporting_number = postal_reporting_number
         self.threshold = format_money(_conditions.validate_threshold(threshold))
         self.account_type = _conditions.validate_account_type(account_type)
         if poke_interval <= 0:
@@ -50,6 +52,8 @@ class _BalancePoll:
             "account_type": self.account_type,
             "poke_interval": self.poke_interval,
             "timeout": list(self.timeout),
+            # only when set: triggers serialized by earlier releases stay valid
+            **({"postal_reporting_number": self.postal_reporting_number} if self.postal_reporting_number else {}),
         }
 
 
@@ -65,6 +69,8 @@ class BalanceThresholdTrigger(BaseTrigger, _BalancePoll):
     :param account_type: ``credit``, ``postage`` or ``line_of_credit``; None for the connection's main one.
     :param condition: ``at_least`` (default) or ``below``.
     :param poke_interval: seconds between polls, after errors too.
+    :param timeout: (connect, read) seconds of each request; their sum is its total deadline.
+    :param postal_reporting_number: poll this Pitney Bowes merchant instead of the connection's own.
     """
 
     def __init__(
@@ -75,9 +81,10 @@ class BalanceThresholdTrigger(BaseTrigger, _BalancePoll):
         condition: str = _conditions.AT_LEAST,
         poke_interval: float = 60.0,
         timeout: tuple[float, float] | list[float] = DEFAULT_TIMEOUT,
+        postal_reporting_number: str | None = None,
     ) -> None:
         super().__init__()
-        self._set_poll(postage_conn_id, threshold, account_type, poke_interval, timeout)
+        self._set_poll(postage_conn_id, threshold, account_type, poke_interval, timeout, postal_reporting_number)
         self.condition = _conditions.validate_condition(condition)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -91,7 +98,9 @@ class BalanceThresholdTrigger(BaseTrigger, _BalancePoll):
         request per interval from each trigger, never a busy loop."""
         threshold = _conditions.validate_threshold(self.threshold)
         try:
-            hook = await aget_postage_hook(self.postage_conn_id, timeout=self.timeout, max_attempts=1)
+            hook = await aget_postage_hook(
+                self.postage_conn_id, timeout=self.timeout, max_attempts=1, account=self.postal_reporting_number
+            )
         except PostageError as error:
             yield TriggerEvent({"status": "error", "message": str(error)})
             return
@@ -135,9 +144,10 @@ class LowBalanceEventTrigger(_EventTriggerBase, _BalancePoll):
         account_type: str | None = None,
         poke_interval: float = 60.0,
         timeout: tuple[float, float] | list[float] = DEFAULT_TIMEOUT,
+        postal_reporting_number: str | None = None,
     ) -> None:
         super().__init__()
-        self._set_poll(postage_conn_id, threshold, account_type, poke_interval, timeout)
+        self._set_poll(postage_conn_id, threshold, account_type, poke_interval, timeout, postal_reporting_number)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}", self._poll_kwargs())
@@ -149,7 +159,9 @@ class LowBalanceEventTrigger(_EventTriggerBase, _BalancePoll):
         while True:
             try:
                 if hook is None:
-                    hook = await aget_postage_hook(self.postage_conn_id, timeout=self.timeout, max_attempts=1)
+                    hook = await aget_postage_hook(
+                        self.postage_conn_id, timeout=self.timeout, max_attempts=1, account=self.postal_reporting_number
+                    )
                 balance = await hook.aget_balance(self.account_type, max_age=self.poke_interval)
             except Exception as error:
                 self.log.warning(
