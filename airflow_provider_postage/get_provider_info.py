@@ -29,6 +29,13 @@ _VERIFY_SSL = {
     "schema": {"type": ["boolean", "null"], "default": True},
 }
 _CA_BUNDLE = _text("CA bundle (optional)", "Path of a PEM file of CAs to trust instead of the system's")
+_FUNDING = {
+    "max_daily_amount": _text("Daily spend cap (optional)", "Most this provider may buy on the account per UTC day"),
+    "max_monthly_amount": _text("Monthly spend cap (optional)", "Most it may buy per calendar month (UTC)"),
+    "breaker_threshold": _text(
+        "Refusals before purchases stop", "Purchases refused in a row that open the breaker (default 3)"
+    ),
+}
 
 CLICK2MAIL_FIELDS = {
     "environment": _text(
@@ -50,6 +57,7 @@ CLICK2MAIL_FIELDS = {
     "card_type": _text("Card type", "VI, MC, DI or AE", default="VI", enum=["VI", "MC", "DI", "AE"]),
     "verify_ssl": _VERIFY_SSL,
     "ca_bundle": _CA_BUNDLE,
+    **_FUNDING,
 }
 
 PITNEY_BOWES_FIELDS = {
@@ -65,6 +73,7 @@ PITNEY_BOWES_FIELDS = {
     ),
     "verify_ssl": _VERIFY_SSL,
     "ca_bundle": _CA_BUNDLE,
+    **_FUNDING,
 }
 
 CLICK2MAIL_UI = {
@@ -85,7 +94,11 @@ _MODULES = {
         "airflow_provider_postage.hooks.click2mail",
         "airflow_provider_postage.hooks.pitney_bowes",
     ],
-    "operators": ["airflow_provider_postage.operators.postage"],
+    "operators": [
+        "airflow_provider_postage.operators.postage",
+        "airflow_provider_postage.operators.fetch",
+        "airflow_provider_postage.operators.purchase",
+    ],
     "sensors": ["airflow_provider_postage.sensors.postage"],
     "triggers": ["airflow_provider_postage.triggers.postage"],
 }
@@ -117,4 +130,7 @@ def get_provider_info():
     }
     for kind, modules in _MODULES.items():
         info[kind] = [{"integration-name": integration, "python-modules": modules}]
+    # The Postage page (Airflow 3 UI); also an ``airflow.plugins`` entry point, which loads even when
+    # ``[core] lazy_discover_providers`` is True (the default), where this key is not read.
+    info["plugins"] = [{"name": "postage", "plugin-class": "airflow_provider_postage.plugins.PostagePlugin"}]
     return info

@@ -180,6 +180,19 @@ def task_context(ti: FakeTaskInstance, store: FakeTaskStateStore | None = None) 
     return context
 
 
+@pytest.fixture(autouse=True)
+def ledger_store() -> Iterator[Any]:
+    """A fresh funding ledger per test (process-local; DAG runs of ``dag.test()`` run in this process).
+    Tests of the Variable-backed ledger itself put ``VariableStore`` back."""
+    from airflow_provider_postage import _ledger
+
+    store = _ledger.MemoryStore()
+    previous = _ledger.STORE[0]
+    _ledger.STORE[0] = store
+    yield store
+    _ledger.STORE[0] = previous
+
+
 @pytest.fixture
 def journal_store(request: pytest.FixtureRequest) -> FakeTaskStateStore | None:
     """Where a directly called PurchaseCreditOperator keeps its journal, as the running Airflow would: a

@@ -76,6 +76,9 @@ def test_providers_manager_sees_both_connection_types() -> None:
         "extra__pitney_bowes__postal_reporting_number",
         "extra__pitney_bowes__verify_ssl",
         "extra__pitney_bowes__ca_bundle",
+        "extra__pitney_bowes__max_daily_amount",
+        "extra__pitney_bowes__max_monthly_amount",
+        "extra__pitney_bowes__breaker_threshold",
     }
     assert manager.field_behaviours["click2mail"]["relabeling"]["login"] == "Username"
 
@@ -145,7 +148,9 @@ def test_the_provider_info_declares_every_built_in_service_as_the_registry_knows
     from airflow_provider_postage import registry
 
     declared = {c["connection-type"]: c for c in get_provider_info()["connection-types"]}
-    built_in = {s.conn_type: s for s in registry.services() if type(s).__module__.startswith("airflow_provider_postage")}
+    built_in = {
+        s.conn_type: s for s in registry.services() if type(s).__module__.startswith("airflow_provider_postage")
+    }
     assert set(declared) == set(built_in)
     for conn_type, service in built_in.items():
         entry = declared[conn_type]

@@ -15,6 +15,7 @@ from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
 from airflow_provider_postage import _conditions, _drivers
+from airflow_provider_postage._funding import FundingLimits
 from airflow_provider_postage._transport import DEFAULT_TIMEOUT, asend, new_session, send
 from airflow_provider_postage.hooks._forms import legacy_form_widgets, legacy_ui_behaviour
 from airflow_provider_postage.protocol.errors import PostageConfigError, PostageError
@@ -150,6 +151,12 @@ class PostageHook(BaseHook, ABC):
             warnings.warn(message, AirflowProviderDeprecationWarning, stacklevel=3)
             log.warning("%s", message)
         self._settings = settings
+        self.funding_limits = FundingLimits.from_extra(fields.extra)
+
+    @property
+    def account_id(self) -> str:
+        """The account this hook reaches, in words and without a secret (e.g. ``demo-user@host``)."""
+        return self.service.account_id(self.settings)
 
     # --- reads -------------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, ClassVar, NamedTuple, Protocol
+from urllib.parse import urlsplit
 
 import pendulum
 
@@ -116,6 +117,10 @@ class PostageService(ABC):
         """One purchase of ``amount``, whose result is what the API confirmed. ``transaction_id`` is the
         idempotency key where the service has one; ``before`` spares a read where the service needs
         the balance to confirm a purchase."""
+
+    def account_id(self, settings: Any) -> str:
+        """The account in words a person recognises, holding no secret (ledger and receipt names)."""
+        return urlsplit(settings.base_url).netloc
 
     def account_key(self, settings: Any) -> str:
         """Identifies the account (for sharing reads) without holding a secret."""

@@ -58,6 +58,9 @@ class Click2MailService(PostageService):
     def validate_purchase(self, settings: wire.Click2MailSettings, today: dt.date) -> None:
         wire.validate_billing(settings, today=today)
 
+    def account_id(self, settings: wire.Click2MailSettings) -> str:
+        return f"{settings.username}@{super().account_id(settings)}"
+
     def account_key(self, settings: wire.Click2MailSettings) -> str:
         secret = hashlib.sha256(f"{settings.username}\0{settings.password}".encode()).hexdigest()
         return f"{settings.base_url}:{secret}"

@@ -51,6 +51,9 @@ class PitneyBowesService(PostageService):
     def validate_purchase(self, settings: wire.PitneyBowesSettings, today: dt.date) -> None:
         """The merchant ids are checked with the settings; a refill needs nothing more."""
 
+    def account_id(self, settings: wire.PitneyBowesSettings) -> str:
+        return f"{settings.postal_reporting_number}@{super().account_id(settings)}"
+
     def account_key(self, settings: wire.PitneyBowesSettings) -> str:
         return f"{settings.credential_key}:{settings.merchant_url}"
 
