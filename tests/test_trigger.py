@@ -4,6 +4,7 @@ runs it: many triggers on one event loop, polled until the balance crosses the t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 from collections.abc import Callable
@@ -486,6 +487,7 @@ async def test_waiters_started_across_the_interval_share_one_read_per_interval(
 async def test_a_failing_api_gets_one_request_per_interval_not_one_per_waiter(connections: SandboxState) -> None:
     connections.inject_fault("c2m_credit", status=503, times=1000)
     interval = 0.5
+
     async def wait(delay: float) -> None:
         await asyncio.sleep(delay)
         await first_event(BalanceThresholdTrigger(C2M_CONN_ID, threshold="1", poke_interval=interval), timeout=60)
@@ -497,3 +499,70 @@ async def test_a_failing_api_gets_one_request_per_interval_not_one_per_waiter(co
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     assert made <= 5, made
+
+
+class FakeAssetStateStore:
+    """Airflow 3.3's ``asset_state_store`` of a watcher with one asset: kept in the database, so it
+    outlives a triggerer restart."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+
+async def events_within(trigger: LowBalanceEventTrigger, seconds: float) -> list[dict[str, Any]]:
+    payloads: list[dict[str, Any]] = []
+
+    async def collect() -> None:
+        async for event in trigger.run():
+            payloads.append(event.payload)
+
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(collect(), seconds)
+    return payloads
+
+
+async def test_a_watcher_restarted_while_the_balance_stays_low_does_not_fire_again(connections: SandboxState) -> None:
+    store = FakeAssetStateStore()
+    connections.set_c2m_balance(sandbox_defaults.DEFAULT_C2M_USERNAME, "3.00")
+
+    def watcher() -> LowBalanceEventTrigger:
+        trigger = LowBalanceEventTrigger(C2M_CONN_ID, threshold="10", poke_interval=0.1)
+        trigger.asset_state_store = store  # type: ignore[attr-defined]  # what the 3.3 triggerer injects
+        return trigger
+
+    assert len(await events_within(watcher(), 0.5)) == 1
+    assert store.values == {"postage_armed": False}
+    assert await events_within(watcher(), 0.5) == []  # "restarted": the account is still low, no second run
+    connections.set_c2m_balance(sandbox_defaults.DEFAULT_C2M_USERNAME, "50.00")
+    assert await events_within(watcher(), 0.3) == [] and store.values == {"postage_armed": True}
+    connections.set_c2m_balance(sandbox_defaults.DEFAULT_C2M_USERNAME, "4.00")  # fell while it was "down"
+    assert [p["balance"]["available"] for p in await events_within(watcher(), 0.3)] == ["4.00"]
+
+
+async def test_watchers_of_one_account_share_one_poll_stream(connections: SandboxState) -> None:
+    """Airflow 3.3 runs one ``open_shared_stream`` per key and fans it out to each watcher's filter."""
+    low = LowBalanceEventTrigger(C2M_CONN_ID, threshold="10", poke_interval=0.1)
+    lower = LowBalanceEventTrigger(C2M_CONN_ID, threshold="4", poke_interval=0.1)
+    assert low.shared_stream_key() == lower.shared_stream_key()  # thresholds differ, the poll is one
+    other = LowBalanceEventTrigger(PB_CONN_ID, threshold="10", poke_interval=0.1)
+    assert other.shared_stream_key() != low.shared_stream_key()
+    connections.set_c2m_balance(sandbox_defaults.DEFAULT_C2M_USERNAME, "6.00")
+
+    stream = LowBalanceEventTrigger.open_shared_stream(low.serialize()[1])
+    first = await anext(stream)
+    second = await anext(stream)
+    await stream.aclose()
+
+    async def replay() -> Any:
+        for item in (first, second):
+            yield item
+
+    assert [e.payload["threshold"] async for e in low.filter_shared_stream(replay())] == ["10.00"]
+    assert [e async for e in lower.filter_shared_stream(replay())] == []  # 6.00 is not below 4.00
+    assert connections.request_count("c2m_credit") == 2

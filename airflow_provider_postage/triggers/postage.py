@@ -4,7 +4,7 @@ the other is an Airflow 3 asset watcher for low balances."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -19,6 +19,7 @@ from airflow_provider_postage._transport import DEFAULT_TIMEOUT
 from airflow_provider_postage.hooks.postage import aget_postage_hook
 from airflow_provider_postage.protocol.errors import PostageError
 from airflow_provider_postage.protocol.money import format_money
+from airflow_provider_postage.protocol.records import Balance
 
 __all__ = ["BalanceThresholdTrigger", "LowBalanceEventTrigger"]
 
@@ -133,9 +134,22 @@ class LowBalanceEventTrigger(_EventTriggerBase, _BalancePoll):
 
     It fires once per fall (edge-triggered) and re-arms when the balance is back at or above the
     threshold, so a low balance that stays low while a top-up is on its way does not start a run per
-    poll. It only reads, never stops on errors (a watcher that ended would watch nothing), and sleeps
-    ``poke_interval`` between polls. Event payload: ``{"status": "below", "threshold", "balance"}``.
+    poll. On Airflow 3.3 the armed/fired state is kept in the watched asset's ``asset_state_store``, so a
+    triggerer restart while the balance stays low does not fire again, and a fall while the triggerer was
+    down fires once it is back; and every watcher of one account in a triggerer shares one poll (a shared
+    stream), whatever its threshold. It only reads, never stops on errors (a watcher that ended would
+    watch nothing), and polls every ``poke_interval``. Event payload: ``{"status": "below", "threshold",
+    "balance"}``.
+
+    :param postage_conn_id: a postage connection.
+    :param threshold: the amount as a decimal string (exact; a float is refused).
+    :param account_type: ``credit``, ``postage`` or ``line_of_credit``; None for the connection's main one.
+    :param poke_interval: seconds between polls, after errors too.
+    :param timeout: (connect, read) seconds of each request; their sum is its total deadline.
+    :param postal_reporting_number: watch this Pitney Bowes merchant instead of the connection's own.
     """
+
+    _ARMED = "postage_armed"
 
     def __init__(
         self,
@@ -152,27 +166,101 @@ class LowBalanceEventTrigger(_EventTriggerBase, _BalancePoll):
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}", self._poll_kwargs())
 
+    # --- one poll per account, shared by its watchers (Airflow 3.3 shared streams) ---------------------
+
+    def shared_stream_key(self) -> Hashable | None:
+        return (
+            "postage-balance",
+            self.postage_conn_id,
+            self.postal_reporting_number,
+            self.account_type,
+            self.poke_interval,
+            tuple(self.timeout),
+        )
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        """Poll the account forever; yield each balance, or the error of a failed poll."""
+        async for item in _poll_forever(
+            kwargs["postage_conn_id"],
+            kwargs.get("account_type"),
+            float(kwargs.get("poke_interval", 60.0)),
+            tuple(kwargs.get("timeout") or DEFAULT_TIMEOUT),
+            kwargs.get("postal_reporting_number"),
+        ):
+            yield item
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        async for event in self._edges(shared_stream):
+            yield event
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        threshold = _conditions.validate_threshold(self.threshold)
-        armed = True
-        hook = None
-        while True:
+        polls = _poll_forever(
+            self.postage_conn_id, self.account_type, self.poke_interval, self.timeout, self.postal_reporting_number
+        )
+        async for event in self._edges(polls):
+            yield event
+
+    # --- the edge ------------------------------------------------------------------------------------------
+
+    async def _armed(self) -> bool:
+        store = getattr(self, "asset_state_store", None)
+        if store is None:
+            return True
+        try:
+            value = await store.aget(self._ARMED, True)
+        except Exception as error:  # more than one watched asset, or the API unreachable: keep it in memory
+            self.log.warning("%s: watcher state not readable (%s); starting armed", self.postage_conn_id, error)
+            return True
+        return value is not False
+
+    async def _remember(self, armed: bool) -> None:
+        store = getattr(self, "asset_state_store", None)
+        if store is not None:
             try:
-                if hook is None:
-                    hook = await aget_postage_hook(
-                        self.postage_conn_id, timeout=self.timeout, max_attempts=1, account=self.postal_reporting_number
-                    )
-                balance = await hook.aget_balance(self.account_type, max_age=self.poke_interval)
+                await store.aset(self._ARMED, armed)
             except Exception as error:
+                self.log.warning("%s: watcher state not saved (%s)", self.postage_conn_id, error)
+
+    async def _edges(self, polls: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        """One event per fall below the threshold; saved before the event, so a restart never repeats it."""
+        threshold = _conditions.validate_threshold(self.threshold)
+        armed = await self._armed()
+        async for item in polls:
+            if not isinstance(item, Balance):
                 self.log.warning(
-                    "%s: %s; watching on, next poll in %ss", self.postage_conn_id, error, self.poke_interval
+                    "%s: %s; watching on, next poll in %ss", self.postage_conn_id, item, self.poke_interval
                 )
-            else:
-                below = _conditions.is_met(balance, threshold, _conditions.BELOW)
-                if below and armed:
-                    self.log.info(
-                        "%s balance %s fell below %s", self.postage_conn_id, balance.available, self.threshold
-                    )
-                    yield TriggerEvent({"status": "below", "threshold": self.threshold, "balance": balance.to_dict()})
-                armed = not below
-            await asyncio.sleep(self.poke_interval)
+                continue
+            below = _conditions.is_met(item, threshold, _conditions.BELOW)
+            if below and armed:
+                self.log.info("%s balance %s fell below %s", self.postage_conn_id, item.available, self.threshold)
+                await self._remember(False)
+                yield TriggerEvent({"status": "below", "threshold": self.threshold, "balance": item.to_dict()})
+            elif not below and not armed:
+                await self._remember(True)
+            armed = not below
+
+
+async def _poll_forever(
+    conn_id: str,
+    account_type: str | None,
+    poke_interval: float,
+    timeout: tuple[float, float] | tuple[float, ...],
+    postal_reporting_number: str | None,
+) -> AsyncIterator[Balance | PostageError]:
+    """A balance (or the error of a failed poll) every ``poke_interval`` seconds, forever."""
+    hook = None
+    connect, read = (float(timeout[0]), float(timeout[1]))
+    while True:
+        try:
+            if hook is None:
+                hook = await aget_postage_hook(
+                    conn_id, timeout=(connect, read), max_attempts=1, account=postal_reporting_number
+                )
+            yield await hook.aget_balance(account_type, max_age=poke_interval)
+        except PostageError as error:
+            yield error
+        except Exception as error:  # never stop watching; an unexpected failure is reported like an API one
+            yield PostageError(f"{type(error).__name__}: {error}")
+        await asyncio.sleep(poke_interval)
