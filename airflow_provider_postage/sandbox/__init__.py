@@ -20,6 +20,17 @@ and ``chunked``), and ``Fault(wire=…)`` breaks replies on the wire (see :mod:`
     with SandboxServer(tls=True) as sandbox:
         requests.get(f"{sandbox.url}/molpro/credit", auth=…, verify=sandbox.ca_path)
         sandbox.state.inject_fault("c2m_purchase", wire="tls_alert", apply=True)
+
+Pitney Bowes' auto-refill rule (``GET|POST …/merchants/{prn}/autorefillrule``) and transaction history
+(``GET /shippingservices/v4/ledger/developers/{developerId}/transactions/reports``) are emulated too::
+
+    sandbox.state.set_pb_autorefill_rule("900001", threshold="100", add_amount=400, enabled=True)
+    sandbox.state.add_pb_transaction("900001", "250", "2026-09-01T12:00:00Z")   # a past refill
+
+Layout: :mod:`.state` (:class:`SandboxState`, assembled from :mod:`.click2mail.state` and
+:mod:`.pitney_bowes.state`), :mod:`.seed`, :mod:`.settings`, :mod:`.faults`; the HTTP side in
+:mod:`.app` (assembly), :mod:`.click2mail.routes`, :mod:`.pitney_bowes.routes`, :mod:`.control`
+(``/_sandbox/*``), :mod:`.replies`, :mod:`.wire`; serving in :mod:`.server` and :mod:`.tls`.
 """
 
 from __future__ import annotations
@@ -50,16 +61,20 @@ from .state import (
     DEFAULT_SEED,
     DEFAULT_TOKEN_TTL,
     ENDPOINTS,
+    POSTAGE_FUND,
     WIRE_FAULTS,
+    AutoRefillRule,
     C2MAccountSeed,
     Fault,
     InvalidSettingError,
     LineOfCreditSeed,
     PBCredentialSeed,
     PBMerchantSeed,
+    PBTransaction,
     Purchase,
     Refill,
     SandboxError,
+    SandboxSettings,
     SandboxState,
     Seed,
     UnknownEntityError,
@@ -89,17 +104,21 @@ __all__ = [
     "DEFAULT_SEED",
     "DEFAULT_TOKEN_TTL",
     "ENDPOINTS",
+    "POSTAGE_FUND",
     "WIRE_FAULTS",
+    "AutoRefillRule",
     "C2MAccountSeed",
     "Fault",
     "InvalidSettingError",
     "LineOfCreditSeed",
     "PBCredentialSeed",
     "PBMerchantSeed",
+    "PBTransaction",
     "Purchase",
     "Refill",
     "SandboxError",
     "SandboxServer",
+    "SandboxSettings",
     "SandboxState",
     "Seed",
     "UnknownEntityError",

@@ -27,7 +27,22 @@ sent with ``Transfer-Encoding: chunked`` in several pieces (``--no-chunked``: wi
 Both are settings (``compress``, ``chunked``) that ``POST /_sandbox/settings`` changes at run time and
 ``POST /_sandbox/reset`` restores to the command line's choice. Wire faults (``"wire"``:
 ``tls_alert``, ``corrupt_record``, ``reset``, ``cut_body``, ``oversize``, ``trickle`` with
-``"trickle_interval"``) are injected with ``POST /_sandbox/faults`` (see :class:`.state.Fault`).
+``"trickle_interval"``) are injected with ``POST /_sandbox/faults`` (see :class:`.faults.Fault`).
+
+Pitney Bowes auto refill and transaction history (details in :mod:`.pitney_bowes.routes`):
+
+* ``GET|POST /shippingservices/v1/developers/{developerId}/merchants/{prn}/autorefillrule`` with
+  ``{"merchantID", "threshold", "addAmount", "enabled"}`` (a field left out is null, which disables
+  the rule). An enabled rule is applied whenever the balance is read: below ``threshold``, the sandbox
+  refills ``addAmount`` (a refill with source ``auto_refill``). ``POST /_sandbox/pb/merchants/{prn}/autorefill``
+  sets it without a token.
+* ``GET /shippingservices/v4/ledger/developers/{developerId}/transactions/reports?fromDate=…&toDate=…``
+  (``transactionType``, ``merchantId``, ``page``, ``size`` optional): every refill is a ``POSTAGE FUND``
+  entry; ``fromDate`` may go back 6 months. ``POST /_sandbox/pb/merchants/{prn}/transactions`` with
+  ``{"transactions": [{"amount", "at", "type"}]}`` seeds older entries.
+
+Fault and counter endpoint names: ``c2m_credit``, ``c2m_purchase``, ``pb_token``, ``pb_balance``,
+``pb_fund``, ``pb_autorefill_get``, ``pb_autorefill_set``, ``pb_transactions``.
 
 Seed file (``--seed``): a JSON object, every key optional; amounts may be strings or JSON numbers
 and are read as Decimal::
@@ -60,7 +75,7 @@ and are read as Decimal::
 is the whole world; with ``"include_defaults": true`` its entries are added to the default seed,
 replacing default entries with the same username / api_key / prn. A merchant without
 ``developer_id`` is visible to every developer id. ``--token-ttl`` overrides the seed's
-``token_ttl``. Without ``--seed`` the default seed is used (see :data:`.state.DEFAULT_SEED`).
+``token_ttl``. Without ``--seed`` the default seed is used (see :data:`.seed.DEFAULT_SEED`).
 """
 
 from __future__ import annotations
@@ -80,20 +95,44 @@ from .tls import write_ca
 
 __all__ = ["build_parser", "main"]
 
+_EPILOG = """\
+wire:
+  Replies are gzip/deflate-compressed when the request's Accept-Encoding allows
+  and sent chunked in several pieces, as behind a real CDN or proxy; settings
+  'compress' and 'chunked' (POST /_sandbox/settings) change that at run time.
+  Wire faults (POST /_sandbox/faults with "wire": tls_alert | corrupt_record |
+  reset | cut_body | oversize | trickle, "trickle_interval": seconds, "apply":
+  true to process the call first) break replies on the wire: a TLS alert or
+  corrupt TLS record written under the TLS layer, a TCP reset, a body cut short,
+  a body over 1 MiB, a body sent one byte at a time.
+
+Pitney Bowes auto refill (Bearer token of the merchant's developer):
+  GET|POST /shippingservices/v1/developers/{developerId}/merchants/{prn}/autorefillrule
+    {"merchantID": prn, "threshold": number|null, "addAmount": integer|null, "enabled": bool}
+  A field left out is null, which disables the rule. An enabled rule refills
+  addAmount (source "auto_refill") whenever a balance read finds the balance
+  below threshold. Without a token: POST /_sandbox/pb/merchants/{prn}/autorefill.
+
+Pitney Bowes transaction history:
+  GET /shippingservices/v4/ledger/developers/{developerId}/transactions/reports
+    ?fromDate=2026-11-01T00:00:00Z&toDate=...[&transactionType=POSTAGE FUND]
+    [&merchantId=prn][&page=0][&size=20 (max 2000)]
+  Every refill, manual or automatic, is a POSTAGE FUND entry; fromDate may go
+  back 6 months at most. Seed older entries with
+  POST /_sandbox/pb/merchants/{prn}/transactions {"transactions": [{"amount", "at", "type"}]}.
+
+fault and counter endpoints:
+  c2m_credit, c2m_purchase, pb_token, pb_balance, pb_fund,
+  pb_autorefill_get, pb_autorefill_set, pb_transactions
+"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="postage-sandbox",
         description="Local, stateful emulator of the Click2Mail and Pitney Bowes APIs.",
-        epilog=(
-            "Replies are gzip/deflate-compressed when the request's Accept-Encoding allows and sent "
-            "chunked in several pieces, as behind a real CDN or proxy; settings 'compress' and 'chunked' "
-            "(POST /_sandbox/settings) change that at run time. Wire faults (POST /_sandbox/faults with "
-            '"wire": tls_alert | corrupt_record | reset | cut_body | oversize | trickle, '
-            '"trickle_interval": seconds, "apply": true to process the call first) break replies on the '
-            "wire: a TLS alert or corrupt TLS record written under the TLS layer, a TCP reset, a body cut "
-            "short, a body over 1 MiB, a body sent one byte at a time."
-        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8787, help="port to bind, 0 for any free one (default 8787)")

@@ -8,7 +8,7 @@ The server speaks like a real one behind TLS terminators, gateways and CDNs:
   ``verify=server.client_ssl_context()``). Without it clients refuse the certificate.
 * setting ``compress`` (default on): bodies gzip/deflate-compressed when ``Accept-Encoding`` allows;
 * setting ``chunked`` (default on): ``Transfer-Encoding: chunked`` in several pieces;
-* the wire faults of :class:`.state.Fault` (``tls_alert``, ``corrupt_record``, ``reset``,
+* the wire faults of :class:`.faults.Fault` (``tls_alert``, ``corrupt_record``, ``reset``,
   ``cut_body``, ``oversize``, ``trickle``): the raw-socket ones reach the TCP socket under the TLS
   layer through the HTTP protocol class installed here, which records each connection's transport
   by peer address (:class:`.wire.ConnectionRegistry`).

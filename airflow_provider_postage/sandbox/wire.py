@@ -9,7 +9,7 @@ would (settings of :class:`.state.SandboxState`):
 * ``chunked``: ``Transfer-Encoding: chunked`` in up to three pieces (HTTP/1.1), no Content-Length;
 
 and carries out the faults a route marked with :data:`DROP_MARKER_HEADER` / :data:`WIRE_MARKER_HEADER`
-(see :class:`.state.Fault`). The raw-socket faults (``tls_alert``, ``corrupt_record``, ``reset``)
+(see :class:`.faults.Fault`). The raw-socket faults (``tls_alert``, ``corrupt_record``, ``reset``)
 reach the TCP socket through a :class:`ConnectionRegistry` that the server's HTTP protocol fills
 (:func:`.server.SandboxServer` installs it); the socket writes use ``os.write`` (POSIX).
 """
@@ -31,9 +31,12 @@ import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .state import WIRE_FAULTS, SandboxState
+from .faults import WIRE_FAULTS
+
+if TYPE_CHECKING:
+    from .state import SandboxState
 
 __all__ = [
     "CORRUPT_RECORD_PREFIX",

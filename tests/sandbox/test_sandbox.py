@@ -1033,6 +1033,9 @@ def test_counters_and_their_reset(url: str, state: SandboxState) -> None:
         "pb_token": 1,
         "pb_balance": 1,
         "pb_fund": 1,
+        "pb_autorefill_get": 0,
+        "pb_autorefill_set": 0,
+        "pb_transactions": 0,
     }
     assert counters["tokens_issued"] == 1
     assert [p["amount"] for p in counters["purchases"]] == ["10.00"]
