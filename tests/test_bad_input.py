@@ -48,7 +48,13 @@ PURCHASES: list[tuple[str, dict[str, Any], dict[str, Any] | None, str, str]] = [
     ("2-digit CVV", {"amount": "20"}, {"card_cvv_secret": "12"}, "card_cvv_secret", "3 digits"),
     ("3-digit CVV for AE", {"amount": "20"}, {"card_type": "AE"}, "card_cvv_secret", "4 digits"),
     ("unknown card type", {"amount": "20"}, {"card_type": "JC"}, "card_type", "one of VI, MC, DI, AE"),
-    ("test card in production", {"amount": "20"}, {"environment": "production"}, "card_number_secret", "staging test card"),
+    (
+        "test card in production",
+        {"amount": "20"},
+        {"environment": "production"},
+        "card_number_secret",
+        "staging test card",
+    ),
     (
         "plain http in production",
         {"amount": "20"},
