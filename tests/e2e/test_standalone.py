@@ -196,12 +196,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             "postage_shipping_gate",
             "postage_many_accounts",
             "postage_low_balance_top_up",
+            "postage_purchase_receipts",
         }
         wait_until(
             lambda: wanted <= {d["dag_id"] for d in world.client.get(f"{api}/api/v2/dags").json()["dags"]},
             180,
             "the example DAGs to be parsed",
         )
+        # The receipts DAG runs on the asset events every purchase emits: unpaused before any purchase.
+        reply = world.client.patch(f"{api}/api/v2/dags/postage_purchase_receipts", json={"is_paused": False})
+        assert reply.status_code == 200, reply.text
         yield world
     finally:
         root = psutil.Process(airflow_proc.pid)
@@ -288,6 +292,23 @@ def test_a_refused_secret_fails_the_task_with_the_api_message(world: World) -> N
     logs = world.home / "logs" / "dag_id=postage_shipping_gate" / f"run_id={failed[0]['dag_run_id']}"
     text = "\n".join(path.read_text() for path in logs.rglob("*.log"))
     assert "1000032" in text and "Authentication error" in text  # the API's code and message reach the log
+
+
+def test_every_purchase_left_a_receipt_and_the_receipts_dag_ran(world: World) -> None:
+    """Purchases emit asset events on ``postage://<provider>/<account>`` (through the ``postage_receipts``
+    alias); the DAG scheduled on that alias runs."""
+    events = world.client.get(f"{world.api}/api/v2/assets/events", params={"limit": 100}).json()["asset_events"]
+    receipts = [e for e in events if e["uri"].startswith("postage://")]
+    assert receipts, events
+    assert {e["extra"]["status"] for e in receipts} <= {"purchased", "already_applied"}
+    assert all(CARD_NUMBER not in json.dumps(e) for e in receipts)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        runs = world.client.get(f"{world.api}/api/v2/dags/postage_purchase_receipts/dagRuns").json()["dag_runs"]
+        if any(run["state"] == "success" for run in runs):
+            break
+        time.sleep(2)
+    assert any(run["state"] == "success" for run in runs), runs
 
 
 def test_card_data_is_hidden_by_the_rest_api_and_the_cli(world: World) -> None:
