@@ -98,6 +98,7 @@ _MODULES = {
         "airflow_provider_postage.operators.postage",
         "airflow_provider_postage.operators.fetch",
         "airflow_provider_postage.operators.purchase",
+        "airflow_provider_postage.operators.autorefill",
     ],
     "sensors": ["airflow_provider_postage.sensors.postage"],
     "triggers": ["airflow_provider_postage.triggers.postage"],
@@ -127,6 +128,22 @@ def get_provider_info():
                 "ui-field-behaviour": PITNEY_BOWES_UI,
             },
         ],
+    }
+    info["config"] = {
+        "postage": {
+            "description": "Settings of airflow-provider-postage.",
+            "options": {
+                "redis_url": {
+                    "description": "A Redis URL (extra [redis]) through which the triggerers of a cluster share "
+                    "balance reads: one request per account per poll interval for the whole cluster. Empty: "
+                    "each process reads for itself. Reads only; purchases never depend on it.",
+                    "version_added": "0.2.0",
+                    "type": "string",
+                    "example": "redis://localhost:6379/1",
+                    "default": "",
+                },
+            },
+        }
     }
     for kind, modules in _MODULES.items():
         info[kind] = [{"integration-name": integration, "python-modules": modules}]

@@ -4,6 +4,7 @@ talking, run by the sync driver (requests) or the async one (httpx)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import warnings
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.exceptions import AirflowProviderDeprecationWarning
 from airflow.providers.common.compat.sdk import BaseHook, mask_secret
 
-from airflow_provider_postage import _conditions, _drivers
+from airflow_provider_postage import _conditions, _drivers, _shared_reads
 from airflow_provider_postage._funding import FundingLimits
 from airflow_provider_postage._transport import DEFAULT_TIMEOUT, asend, new_session, send
 from airflow_provider_postage.hooks._forms import legacy_form_widgets, legacy_ui_behaviour
@@ -177,6 +178,14 @@ class PostageHook(BaseHook, ABC):
 
         def read() -> Any:
             return self._arun(self.service.balances(settings, self.postage_conn_id))
+
+        url = _shared_reads.redis_url() if max_age > 0 else None
+        if url is not None:  # one read per account per interval across every triggerer of the cluster
+            digest = hashlib.sha256(key.encode()).hexdigest()
+            local = read
+
+            def read() -> Any:
+                return _shared_reads.read_through(url, digest, max_age, local)
 
         balances: list[Balance] = await _drivers.coalesced(key, read, max_age)
         if balances and balances[0].conn_id != self.postage_conn_id:

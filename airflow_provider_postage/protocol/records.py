@@ -57,6 +57,25 @@ class Balance:
             data["minimum_due_date"] = self.minimum_due_date
         return data
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Balance:
+        """The inverse of :meth:`to_dict` (a balance shared through a cache)."""
+        money = {
+            name: Decimal(data[name]) for name in ("balance_owed", "credit_limit", "minimum_amount_due") if name in data
+        }
+        return cls(
+            provider=data["provider"],
+            conn_id=data["conn_id"],
+            account_type=data["account_type"],
+            account_number=data.get("account_number"),
+            currency=data["currency"],
+            available=Decimal(data["available"]),
+            as_of=dt.datetime.fromisoformat(data["as_of"]),
+            allow_negative=data.get("allow_negative"),
+            minimum_due_date=data.get("minimum_due_date"),
+            **money,
+        )
+
 
 @dataclass(frozen=True)
 class PurchaseResult:
