@@ -144,12 +144,23 @@ def make_factories(args: argparse.Namespace) -> tuple[list, object]:
     if args.impl == "ours":
         from airflow_provider_postage.triggers.postage import BalanceThresholdTrigger
 
-        def ours(conn_id: str, poke: float) -> BalanceThresholdTrigger:
+        def ours(conn_id: str, poke: float, prn: str | None = None) -> BalanceThresholdTrigger:
             return BalanceThresholdTrigger(
-                postage_conn_id=conn_id, threshold="1000000", account_type="postage", poke_interval=poke
+                postage_conn_id=conn_id,
+                threshold="1000000",
+                account_type="postage",
+                poke_interval=poke,
+                postal_reporting_number=prn,
             )
 
         set_conn("pb_warmup", **pb_conn(args.url, prn=PB_PRN))
+        if not args.accounts:  # a merchant each, all through one connection (one developer account, one token)
+            set_conn("pb_bench_all", **pb_conn(args.url, prn=PB_PRN))
+            factories = [
+                lambda i=i: ours("pb_bench_all", args.poke, str(FIRST_EXTRA_PRN + account(args, i)))
+                for i in range(args.n)
+            ]
+            return factories, ours("pb_warmup", 3600)
         for j in sorted({account(args, i) for i in range(args.n)}):
             set_conn(f"pb_bench_{j}", **pb_conn(args.url, prn=str(FIRST_EXTRA_PRN + j)))
         factories = [lambda i=i: ours(f"pb_bench_{account(args, i)}", args.poke) for i in range(args.n)]

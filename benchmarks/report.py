@@ -291,11 +291,12 @@ def render(r: dict) -> str:
         w("")
         distinct = [x for x in runs if x["impl"] == "ours" and x["accounts"] == x["n"] and x["n"] > 10]
         if distinct:
-            w("### Ours, one account (one connection) per trigger\n")
+            w("### Ours, a merchant per trigger, all through one connection\n")
             w(
-                "Every trigger needs its own `pitney_bowes` connection here (the merchant is in the connection); "
-                "theirs is unchanged (one http connection, the merchant in the endpoint): compare with the http "
-                "rows above. Creation is cut off after 10 s.\n"
+                "Every trigger watches a merchant of its own, all through one `pitney_bowes` connection "
+                "(`postal_reporting_number=` on the trigger: one developer account, one token), as theirs uses one "
+                "http connection with the merchant in the endpoint: compare with the http rows above. Creation is "
+                "cut off after 10 s.\n"
             )
             w(
                 "| N | triggers created | CPU per poll | memory per trigger | longest loop block | longest GC pause | "
