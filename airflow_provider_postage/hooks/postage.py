@@ -6,6 +6,8 @@ event loop) with a connection id and never care which API is behind it.
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from typing import Any
 
 from airflow.providers.common.compat.sdk import BaseHook
@@ -43,11 +45,36 @@ def get_postage_hook(postage_conn_id: str, **hook_kwargs: Any) -> PostageHook:
 
 
 async def aget_postage_hook(postage_conn_id: str, **hook_kwargs: Any) -> PostageHook:
-    """The same on an event loop: the connection is read without blocking it."""
+    """The same on an event loop: the connection is read without blocking it, and once per
+    :data:`CONNECTION_TTL` seconds per loop however many triggers ask (a thousand triggers on one
+    connection start in a blink, and the secrets masker is fed once, not a thousand times)."""
+    conn_type, fields = await _connection_fields(postage_conn_id)
+    hook = hook_class(registry.service_for(conn_type, postage_conn_id))(postage_conn_id, **hook_kwargs)
+    hook.use_connection(fields)
+    return hook
+
+
+#: Seconds a connection read on an event loop serves further triggers: a changed connection (a rotated
+#: secret) is picked up within this time.
+CONNECTION_TTL = 30.0
+_connections: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future[Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _connection_fields(conn_id: str) -> tuple[str | None, ConnectionFields]:
+    loop = asyncio.get_running_loop()
+    cache = _connections.setdefault(loop, {})
+    entry = cache.get(conn_id)
+    if entry is None or loop.time() - entry[0] >= CONNECTION_TTL or (entry[1].done() and entry[1].exception()):
+        entry = cache[conn_id] = (loop.time(), asyncio.ensure_future(_read_connection(conn_id)))
+    result: tuple[str | None, ConnectionFields] = await asyncio.shield(entry[1])
+    return result
+
+
+async def _read_connection(conn_id: str) -> tuple[str | None, ConnectionFields]:
     from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
 
-    conn = await get_async_connection(postage_conn_id)
+    conn = await get_async_connection(conn_id)
     extra = await get_async_extra_dejson(conn)
-    hook = hook_class(registry.service_for(conn.conn_type, postage_conn_id))(postage_conn_id, **hook_kwargs)
-    hook.use_connection(ConnectionFields(conn.login, conn.password, conn.host, extra, conn.port, conn.schema))
-    return hook
+    return conn.conn_type, ConnectionFields(conn.login, conn.password, conn.host, extra, conn.port, conn.schema)
