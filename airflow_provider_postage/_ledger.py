@@ -173,6 +173,16 @@ class AccountLedger:
                 break
         self._save(document)
 
+    def completed(self, transaction_id: str) -> dict[str, Any] | None:
+        """The purchase this key (a task instance) completed, if the ledger still holds it."""
+        for entry in reversed(self.entries()):
+            if entry.get("transaction_id") == transaction_id and entry.get("status") in (
+                "purchased",
+                "already_applied",
+            ):
+                return entry
+        return None
+
     def record_balance(self, account_type: str, available: Decimal) -> None:
         document = self._load()
         document["balances"].append(

@@ -140,7 +140,7 @@ def make_machine(state: SandboxState) -> type[RuleBasedStateMachine]:
     return Buying
 
 
-def test_buying_holds_its_invariants(connections: SandboxState) -> None:
+def test_buying_holds_its_invariants(connections: SandboxState, airflow_db: None) -> None:
     machine = make_machine(connections)
     machine.TestCase.settings = settings(
         max_examples=12,

@@ -513,13 +513,13 @@ def test_transaction_id_is_the_same_on_every_try_and_differs_per_map_index(
     ]
     assert ids == [txn_of(first), txn_of(second)] and ids[0] != ids[1]
     # Map index 0 again, as a later try whose first one had finished buying (e.g. the worker died before
-    # reporting success). Airflow 3.3: the done entry in the task state store answers, nothing is sent.
-    # Airflow 2.11 (the Variable journal is deleted on success): the same id, which Pitney Bowes deduplicates.
+    # reporting success). Airflow 3.3: the done entry in the task state store answers; Airflow 2.11 (whose
+    # Variable journal is deleted on success): the account's ledger does. Nothing is sent either way.
     again = purchase(postage_conn_id=PB_CONN_ID, amount=10).execute(task_context(next_try(first), stores[0]))
     assert again["transaction_id"] == ids[0]
-    assert again["status"] == ("already_applied" if AIRFLOW_V3 else "purchased")
+    assert again["status"] == "already_applied"
     assert [r.transaction_id for r in connections.refills] == ids
-    assert connections.counters()["pb_duplicate_transactions"] == (0 if AIRFLOW_V3 else 1)
+    assert connections.counters()["pb_duplicate_transactions"] == 0
     assert connections.pb_balance() == Decimal("32.50")
     other_run = FakeTaskInstance(ti.dag_id, f"{ti.run_id}_b", "buy", map_index=0)
     assert txn_of(other_run) not in ids

@@ -47,11 +47,11 @@ class PurchaseCreditOperator(BaseOperator):
     balance is below this target: the difference, rounded up to what the API accepts and to its
     minimum). Everything is checked before any request; nothing above ``max_amount`` is ever bought.
 
-    Retries are safe. Before buying, the operator notes the purchase in the task instance's state
-    (``task_state_store`` on Airflow 3.3+, a Variable before); a later try that finds the note reads
-    the balance to learn whether the purchase went through. Pitney Bowes refills also carry an
-    ``X-PB-TransactionId`` derived from the task instance, the same on every try. For Click2Mail, which
-    has no such key, a try that cannot tell fails (without further retries) rather than buy twice.
+    Retries are safe: the purchase is noted in the task instance's state before it is sent, and a later
+    try settles it by the balance or by resending the same idempotency key (docs/faults.md). The funding
+    policy (docs/funding.md) holds across tasks: one purchase per account at a time, credit still
+    settling counted, caps and a circuit breaker checked before sending, every attempt in the account's
+    ledger, every purchase a receipt (an asset event through the alias ``postage_receipts``).
 
     Returns (XCom) ``provider``, ``conn_id``, ``status`` (``purchased``, ``skipped``, ``dry_run``,
     ``already_applied``), ``amount``, ``currency``, ``balance_before``, ``balance_after``,
@@ -70,10 +70,6 @@ class PurchaseCreditOperator(BaseOperator):
         (any task, run or DAG) before failing; 0 refuses at once. Default 300.
     :param hook_params: extra keyword arguments for the hook (e.g. ``timeout``).
 
-    The funding policy (docs/funding.md): one purchase per account at a time; ``top_up_to`` counts credit
-    bought recently that the balance does not show yet; the account's caps and circuit breaker are checked
-    before anything is sent; every attempt goes to the account's ledger and every purchase leaves a receipt
-    (an asset event on ``postage://<provider>/<account>`` through the alias ``postage_receipts``).
     """
 
     template_fields: Sequence[str] = (
@@ -146,7 +142,7 @@ class PurchaseCreditOperator(BaseOperator):
         hook: PostageHook,
         status: str,
         amount: Decimal | None,
-        before: Balance,
+        before: Balance | None,
         after: Balance | None,
         transaction_id: str | None,
     ) -> dict[str, Any]:
@@ -156,8 +152,8 @@ class PurchaseCreditOperator(BaseOperator):
             **({"account": self.postal_reporting_number} if self.postal_reporting_number else {}),
             "status": status,
             "amount": None if amount is None else format_money(amount),
-            "currency": before.currency,
-            "balance_before": format_money(before.available),
+            "currency": None if before is None else before.currency,
+            "balance_before": None if before is None else format_money(before.available),
             "balance_after": None if after is None else format_money(after.available),
             "transaction_id": transaction_id if hook.service.idempotent_purchases else None,
         }
@@ -200,10 +196,14 @@ class PurchaseCreditOperator(BaseOperator):
                 self.log.info("This task instance has bought already (%s): not buying again", done)
                 return {**done, "status": ALREADY_APPLIED}
             pending = None  # a purchase on another connection, e.g. before the task was changed and cleared
+        ledger = AccountLedger(hook.provider, hook.account_id)
+        if pending is None and (earlier := ledger.completed(transaction_id)) is not None:
+            # The ledger remembers it where the journal does not (2.11 deletes its Variable journal).
+            self.log.info("This task instance has bought already (ledger entry %s): not buying again", earlier["id"])
+            return self._from_ledger(hook, earlier, transaction_id)
         before = hook.get_balance()
         if target is not None and pending is None and before.available >= target:
             return self._skip(hook, before, target, Decimal(0))
-        ledger = AccountLedger(hook.provider, hook.account_id)
         wait = 0.0 if self.purchase_dry_run else self.wait_for_other_purchases
         try:
             with ledger.lease(transaction_id, ttl=LEASE_TTL, wait=wait) as waited:
@@ -214,6 +214,10 @@ class PurchaseCreditOperator(BaseOperator):
                 return self._decide_and_buy(context, hook, ledger, journal, transaction_id, before, wanted, target, cap)
         except FundingRefused as refused:
             raise AirflowFailException(str(refused)) from None
+
+    def _from_ledger(self, hook: PostageHook, entry: dict[str, Any], transaction_id: str) -> dict[str, Any]:
+        recorded = {name: entry.get(name) for name in ("amount", "currency", "balance_before", "balance_after")}
+        return {**self._result(hook, ALREADY_APPLIED, None, None, None, transaction_id), **recorded}
 
     def _skip(self, hook: PostageHook, before: Balance, target: Decimal, settling: Decimal) -> dict[str, Any]:
         self.log.info(
