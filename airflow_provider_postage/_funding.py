@@ -99,4 +99,8 @@ def emit_receipt(context: Any, provider: str, account: str, receipt: dict[str, A
     from airflow.providers.common.compat.assets import Asset, AssetAlias
 
     uri = receipt_asset_uri(provider, account)
-    events[AssetAlias(name=RECEIPTS_ALIAS)].add(Asset(uri=uri, name=f"postage {provider} {account}"), extra=receipt)
+    try:
+        asset = Asset(uri=uri, name=f"postage {provider} {account}")
+    except TypeError:  # Airflow 2.11: a Dataset has a URI only
+        asset = Asset(uri=uri)
+    events[AssetAlias(name=RECEIPTS_ALIAS)].add(asset, extra=receipt)

@@ -75,8 +75,8 @@ async def read_through(
             cached = await _fresh(client, key, max_age)
             if cached is not None:
                 return cached
-    except Exception as error:  # Redis down or misconfigured: each process reads for itself
-        if type(error).__module__.startswith("redis"):
+    except Exception as error:  # Redis down, misconfigured or not installed: each process reads for itself
+        if isinstance(error, ImportError) or type(error).__module__.startswith("redis"):
             log.warning("postage: shared balance cache unavailable (%s); reading directly", type(error).__name__)
         else:
             raise

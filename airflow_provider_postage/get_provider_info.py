@@ -105,6 +105,47 @@ _MODULES = {
 }
 
 
+_CONFIG = {
+    "postage": {
+        "description": "Settings of airflow-provider-postage.",
+        "options": {
+            "redis_url": {
+                "description": "A Redis URL (extra [redis]) through which the triggerers of a cluster share "
+                "balance reads: one request per account per poll interval for the whole cluster. Empty: "
+                "each process reads for itself. Reads only; purchases never depend on it.",
+                "version_added": "0.2.0",
+                "type": "string",
+                "example": "redis://localhost:6379/1",
+                "default": "",
+            },
+            "ui_top_up_dag_id": {
+                "description": "The DAG the Postage page's Top up button starts (through the REST API, with the "
+                "user's own permissions).",
+                "version_added": "0.2.0",
+                "type": "string",
+                "example": "postage_scheduled_top_up",
+                "default": "postage_scheduled_top_up",
+            },
+            "ui_refresh_seconds": {
+                "description": "How long the Postage page serves a balance before reading it again (per account, "
+                "per API server process).",
+                "version_added": "0.2.0",
+                "type": "float",
+                "example": "60",
+                "default": "60",
+            },
+            "ui_history_points": {
+                "description": "Balance readings the Postage page keeps per account for its chart.",
+                "version_added": "0.2.0",
+                "type": "integer",
+                "example": "500",
+                "default": "500",
+            },
+        },
+    }
+}
+
+
 def get_provider_info():
     integration = "Postage (Click2Mail, Pitney Bowes)"
     info = {
@@ -128,22 +169,7 @@ def get_provider_info():
                 "ui-field-behaviour": PITNEY_BOWES_UI,
             },
         ],
-    }
-    info["config"] = {
-        "postage": {
-            "description": "Settings of airflow-provider-postage.",
-            "options": {
-                "redis_url": {
-                    "description": "A Redis URL (extra [redis]) through which the triggerers of a cluster share "
-                    "balance reads: one request per account per poll interval for the whole cluster. Empty: "
-                    "each process reads for itself. Reads only; purchases never depend on it.",
-                    "version_added": "0.2.0",
-                    "type": "string",
-                    "example": "redis://localhost:6379/1",
-                    "default": "",
-                },
-            },
-        }
+        "config": _CONFIG,
     }
     for kind, modules in _MODULES.items():
         info[kind] = [{"integration-name": integration, "python-modules": modules}]

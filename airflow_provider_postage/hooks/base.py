@@ -61,6 +61,9 @@ class PostageHook(BaseHook, ABC):
             cls.conn_type = service.conn_type
             cls.hook_name = service.hook_name
             cls.default_conn_name = f"{service.conn_type}_default"  # type: ignore[attr-defined]
+            # Airflow 2.11 reads the form only from methods in the hook class's own __dict__.
+            for name in ("get_connection_form_widgets", "get_ui_field_behaviour"):
+                setattr(cls, name, classmethod(PostageHook.__dict__[name].__func__))
 
     def __new__(cls, *args: Any, **kwargs: Any) -> PostageHook:
         if not isinstance(getattr(cls, "service", None), PostageService):
