@@ -11,6 +11,8 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+import airflow
+
 from airflow_provider_postage._ledger import DEFAULT_BREAKER_THRESHOLD, AccountLedger, FundingRefused
 from airflow_provider_postage.protocol.errors import PostageConfigError
 from airflow_provider_postage.protocol.money import format_money, parse_amount
@@ -18,6 +20,9 @@ from airflow_provider_postage.protocol.money import format_money, parse_amount
 #: The asset alias every purchase's receipt is attached to; downstream DAGs schedule on it or on an
 #: account's own asset, ``postage://<provider>/<account>``.
 RECEIPTS_ALIAS = "postage_receipts"
+#: Airflow 3 only: 2.11's dataset aliases need their rows made by the DAG processor before a task may emit
+#: through them (``dag.test()`` and fresh DAGs fail to flush). There the ledger is the receipt trail.
+RECEIPTS_AS_ASSET_EVENTS = int(airflow.__version__.split(".")[0]) >= 3
 
 
 @dataclass(frozen=True)
@@ -94,13 +99,10 @@ def emit_receipt(context: Any, provider: str, account: str, receipt: dict[str, A
     """A purchase's receipt as an asset event on the account's asset (through the receipts alias), so
     downstream DAGs, alerts and the Postage page can react. Nothing to do outside a task run."""
     events = context.get("outlet_events") if hasattr(context, "get") else None
-    if events is None:
+    if events is None or not RECEIPTS_AS_ASSET_EVENTS:
         return
     from airflow.providers.common.compat.assets import Asset, AssetAlias
 
     uri = receipt_asset_uri(provider, account)
-    try:
-        asset = Asset(uri=uri, name=f"postage {provider} {account}")
-    except TypeError:  # Airflow 2.11: a Dataset has a URI only
-        asset = Asset(uri=uri)
+    asset = Asset(uri=uri, name=f"postage {provider} {account}")
     events[AssetAlias(name=RECEIPTS_ALIAS)].add(asset, extra=receipt)

@@ -10,7 +10,6 @@ from typing import Any
 from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, Context
 
 from airflow_provider_postage import _funding
-from airflow_provider_postage._funding import RECEIPTS_ALIAS
 from airflow_provider_postage._journal import PurchaseJournal, is_done, journal_location, purchase_journal
 from airflow_provider_postage._ledger import AccountLedger, FundingRefused
 from airflow_provider_postage._templating import known_at_parse_time
@@ -98,9 +97,10 @@ class PurchaseCreditOperator(BaseOperator):
         hook_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        from airflow.providers.common.compat.assets import AssetAlias
+        if _funding.RECEIPTS_AS_ASSET_EVENTS:
+            from airflow.providers.common.compat.assets import AssetAlias
 
-        kwargs["outlets"] = [*(kwargs.get("outlets") or []), AssetAlias(name=RECEIPTS_ALIAS)]
+            kwargs["outlets"] = [*(kwargs.get("outlets") or []), AssetAlias(name=_funding.RECEIPTS_ALIAS)]
         super().__init__(**kwargs)
         if (amount is None) == (top_up_to is None):
             raise PostageValidationError("amount", "give exactly one of amount or top_up_to")
