@@ -3,6 +3,7 @@ a registered service)."""
 
 from __future__ import annotations
 
+from airflow_provider_postage.operators.autorefill import PitneyBowesAutoRefillRuleOperator
 from airflow_provider_postage.operators.fetch import FetchBalancesOperator, balance_table
 from airflow_provider_postage.operators.purchase import (
     ALREADY_APPLIED,
@@ -20,6 +21,7 @@ __all__ = [
     "PURCHASED",
     "SKIPPED",
     "FetchBalancesOperator",
+    "PitneyBowesAutoRefillRuleOperator",
     "PurchaseCreditOperator",
     "balance_table",
 ]
