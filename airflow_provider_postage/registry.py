@@ -46,7 +46,6 @@ def service_for(conn_type: str | None, conn_id: str = "?") -> PostageService:
     _load_builtins()
     service = _SERVICES.get(conn_type or "")
     if service is None:
-        raise PostageConfigError(
-            "conn_type", f"connection {conn_id!r} has type {conn_type!r}; expected one of {', '.join(sorted(_SERVICES))}"
-        )
+        known = ", ".join(sorted(_SERVICES))
+        raise PostageConfigError("conn_type", f"connection {conn_id!r} has type {conn_type!r}; expected one of {known}")
     return service
