@@ -65,7 +65,9 @@ with DAG(
     @task
     def summary(purchases: list[dict[str, Any]], balances: list[dict[str, Any]]) -> dict[str, Any]:
         """What was bought and what the accounts hold now (also the run's XCom)."""
-        purchases, balances = list(purchases), list(balances)  # a mapped XCom is read once, not per loop
+        # A mapped XCom read by index up to its length: iterating it would ask for one item past the end.
+        purchases = [purchases[i] for i in range(len(purchases))]
+        balances = list(balances)
         bought = [p for p in purchases if p["status"] in ("purchased", "already_applied")]
         for p in purchases:
             print(f"{p['conn_id']:<24} {p['status']:<16} {p['amount'] or '-':>10} {p['currency']}")

@@ -25,7 +25,7 @@ from pathlib import Path
 from airflow_provider_postage.sandbox.state import DEMO_BILLING
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".demo"
+WORK = Path(os.environ.get("POSTAGE_DEMO_DIR") or ROOT / ".demo")
 DAG_ID = "postage_scheduled_top_up"
 SETTLE_SECONDS = 3
 
