@@ -169,14 +169,19 @@ def standalone() -> int:
     with SandboxServer(port=int(os.environ.get("POSTAGE_SANDBOX_PORT", "8787")), tls=True) as sandbox:
         sandbox.state.settle_seconds = SETTLE_SECONDS
         migrate()
-        for conn_id, fields in connections(sandbox.url, sandbox.ca_path).items():
+        conns = connections(sandbox.url, sandbox.ca_path)
+        for conn_id in conns:
             subprocess.run([airflow_bin(), "connections", "delete", conn_id], capture_output=True, env=env, check=False)
+        # From a file, not `connections add --conn-json`: Airflow's CLI audit log would keep the card in clear.
+        conn_file = WORK / "connections.json"
+        conn_file.write_text(json.dumps(conns))
+        conn_file.chmod(0o600)
+        try:
             subprocess.run(
-                [airflow_bin(), "connections", "add", conn_id, "--conn-json", json.dumps(fields)],
-                check=True,
-                capture_output=True,
-                env=env,
+                [airflow_bin(), "connections", "import", str(conn_file)], check=True, capture_output=True, env=env
             )
+        finally:
+            conn_file.unlink()
         print(f"Sandbox at {sandbox.url}; Airflow UI at http://localhost:{port} (Ctrl-C stops both)", flush=True)
         try:
             return subprocess.run([airflow_bin(), "standalone"], env=env, check=False).returncode
