@@ -32,7 +32,7 @@ from airflow_provider_postage.protocol.errors import PostageError
 from airflow_provider_postage.protocol.money import format_money
 
 #: How long a purchase counts as settling (bought, not yet in the balance) at most.
-DEFAULT_SETTLE_WINDOW = dt.timedelta(hours=6)
+DEFAULT_SETTLE_WINDOW = dt.timedelta(hours=1)
 #: Refused purchases in a row that open the breaker.
 DEFAULT_BREAKER_THRESHOLD = 3
 _MAX_ENTRIES = 500
@@ -199,17 +199,27 @@ class AccountLedger:
         return total
 
     def settling(self, available: Decimal, window: dt.timedelta = DEFAULT_SETTLE_WINDOW) -> Decimal:
-        """Credit bought recently that the balance does not show yet: a purchase counts until the balance
-        has risen by it (above its balance before), or the settle window has passed."""
+        """Credit bought recently that the balance does not show yet. A purchase counts until the balance
+        has been seen to include it -- now, in its ``balance_after``, or in any reading the ledger took
+        after it (purchases and balance sensors record theirs) -- or the settle window has passed. Once
+        seen, it is settled for good: spending the money later does not make it "settling" again."""
+        document = self._load()
         now = self.clock()
         total = Decimal(0)
-        for entry in self.entries():
-            if entry.get("status") not in SPENT or now - _parse(entry["at"]) > window:
+        changed = False
+        for entry in document["entries"]:
+            if entry.get("settled") or entry.get("status") not in SPENT or now - _parse(entry["at"]) > window:
                 continue
-            amount = Decimal(str(entry["amount"]))
-            before = Decimal(str(entry.get("balance_before") or 0))
-            if available < before + amount:
-                total += amount
+            shown = Decimal(str(entry.get("balance_before") or 0)) + Decimal(str(entry["amount"]))
+            readings = [Decimal(r["available"]) for r in document["balances"] if r["at"] > entry["at"]]
+            if entry.get("balance_after") not in (None, ""):
+                readings.append(Decimal(str(entry["balance_after"])))
+            if available >= shown or any(reading >= shown for reading in readings):
+                entry["settled"] = changed = True
+            else:
+                total += Decimal(str(entry["amount"]))
+        if changed:
+            self._save(document)
         return total
 
     # --- one purchase per account at a time --------------------------------------------------------

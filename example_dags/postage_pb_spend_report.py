@@ -84,7 +84,7 @@ with DAG(
     @task
     def report(spends: list[dict[str, Any]], window: dict[str, str], **context: Any) -> dict[str, Any]:
         """The CSV and the Markdown table, and the summary as XCom."""
-        rows = list(spends)  # a mapped XCom is read once, not per loop
+        rows = [spends[i] for i in range(len(spends))]  # by index: iterating would read one past the end
         count = sum(row["count"] for row in rows)
         total = format_money(sum((Decimal(row["total"]) for row in rows), Decimal(0)))
         folder = Path(context["params"]["output_folder"])

@@ -199,3 +199,23 @@ def assert_receipt(run: Any, entry: dict[str, Any]) -> None:
     assert (extra["status"], extra["amount"], extra["conn_id"]) == ("purchased", entry["amount"], C2M_CONN_ID)
     assert "4111111111111111" not in json.dumps(extra)
     assert Decimal(extra["balance_before"]) == Decimal("5.00")
+
+
+def test_a_settled_purchase_spent_later_is_not_settling_again(
+    connections: SandboxState, ledger_store: Any, journal_store: Any
+) -> None:
+    """Bought 95.00 (settling), the wait for funds saw it arrive, then the money was spent: the next top-up
+    buys what is missing instead of counting the spent purchase as still on its way."""
+    from airflow_provider_postage.sensors.postage import BalanceThresholdSensor
+
+    connections.settle_seconds = 1
+    first = buy(top_up_to="100").execute(task_context(new_ti(), store_for(journal_store)))
+    assert (first["status"], first["amount"]) == ("purchased", "95.00")
+    connections.settle_seconds = 0
+    import time
+
+    time.sleep(1.2)  # the funds arrive
+    assert BalanceThresholdSensor(task_id="wait", postage_conn_id=C2M_CONN_ID, threshold="100").poke({}).is_done
+    connections.set_c2m_balance("demo-user", "30.00")  # spent
+    second = buy(top_up_to="100").execute(task_context(new_ti(), store_for(journal_store)))
+    assert (second["status"], second["amount"]) == ("purchased", "70.00")

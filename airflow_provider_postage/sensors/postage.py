@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
 from airflow.providers.common.compat.sdk import AirflowException, BaseSensorOperator, Context, PokeReturnValue, conf
 
 from airflow_provider_postage import _conditions
+from airflow_provider_postage._ledger import AccountLedger
 from airflow_provider_postage._templating import known_at_parse_time
-from airflow_provider_postage.hooks.postage import get_postage_hook
+from airflow_provider_postage.hooks.postage import PostageHook, get_postage_hook
 from airflow_provider_postage.protocol.money import format_money
 from airflow_provider_postage.triggers.postage import BalanceThresholdTrigger
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BalanceThresholdSensor"]
 
@@ -86,6 +90,8 @@ class BalanceThresholdSensor(BaseSensorOperator):
             self.condition.replace("_", " "),
             format_money(threshold),
         )
+        if done:
+            _record(lambda: hook, balance.account_type, balance.available)
         return PokeReturnValue(is_done=done, xcom_value=balance.to_dict() if done else None)
 
     def execute(self, context: Context) -> Any:
@@ -112,5 +118,21 @@ class BalanceThresholdSensor(BaseSensorOperator):
         if event.get("status") == "success":
             balance: dict[str, Any] = event["balance"]
             self.log.info("%s balance %s reached the condition", self.postage_conn_id, balance["available"])
+            _record(
+                lambda: get_postage_hook(self.postage_conn_id, account=self.postal_reporting_number or None),
+                balance.get("account_type"),
+                balance.get("available"),
+            )
             return balance
         raise AirflowException(f"{self.postage_conn_id}: {event.get('message', 'balance trigger failed')}")
+
+
+def _record(hook: Callable[[], PostageHook], account_type: object, available: object) -> None:
+    """A balance a sensor saw, for the funding ledger: it shows which purchases have settled. Best effort:
+    a sensor never fails for want of a ledger (outside a task runner there are no Variables)."""
+    try:
+        found = hook()
+        ledger = AccountLedger(found.provider, found.account_id)
+        ledger.record_balance(str(account_type), Decimal(str(available)))
+    except Exception as error:
+        log.debug("balance not recorded in the ledger: %s", error)

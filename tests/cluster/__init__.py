@@ -1,0 +1,1 @@
+"""The cluster suite (scripts/test --cluster): see conftest.py."""
