@@ -17,7 +17,6 @@ Either way no worker slot is held while nothing happens.
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 from airflow.providers.common.compat.sdk import DAG
 
@@ -27,8 +26,8 @@ from airflow_provider_postage.sensors.postage import BalanceThresholdSensor
 CONN_ID = "postage_click2mail"
 LOW_WATER = "50.00"
 TARGET = "100.00"
-#: Seconds between balance polls (POSTAGE_EXAMPLE_POKE_SECONDS shortens it for demos and tests).
-POKE_SECONDS = float(os.environ.get("POSTAGE_EXAMPLE_POKE_SECONDS", "60"))
+#: Seconds between balance polls (the demo and the tests shorten it with a cluster policy).
+POKE_SECONDS = 60
 
 try:  # Airflow 3: event-driven scheduling on an asset watched by the triggerer
     from airflow.sdk import Asset, AssetWatcher

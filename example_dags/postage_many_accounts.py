@@ -15,7 +15,6 @@ Example: `airflow variables set postage_accounts '["postage_click2mail", "postag
 from __future__ import annotations
 
 import datetime as dt
-import os
 from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, Param, TriggerRule, Variable, task, task_group
@@ -25,8 +24,8 @@ from airflow_provider_postage.sensors.postage import BalanceThresholdSensor
 
 CLICK2MAIL_CONN_ID = "postage_click2mail"
 PITNEY_BOWES_CONN_ID = "postage_pitney_bowes"
-#: Seconds between balance polls while waiting for funds (POSTAGE_EXAMPLE_POKE_SECONDS shortens it).
-POKE_SECONDS = float(os.environ.get("POSTAGE_EXAMPLE_POKE_SECONDS", "60"))
+#: Seconds between balance polls (the demo and the tests shorten it with a cluster policy).
+POKE_SECONDS = 60
 
 with DAG(
     dag_id="postage_many_accounts",

@@ -14,7 +14,6 @@ task retries: a retried top-up never buys twice.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from typing import Any
 
 from airflow.providers.common.compat.sdk import DAG, Param, task
@@ -24,8 +23,8 @@ from airflow_provider_postage.sensors.postage import BalanceThresholdSensor
 
 CLICK2MAIL_CONN_ID = "postage_click2mail"
 PITNEY_BOWES_CONN_ID = "postage_pitney_bowes"
-#: Seconds between balance polls while waiting for funds (POSTAGE_EXAMPLE_POKE_SECONDS shortens it).
-POKE_SECONDS = float(os.environ.get("POSTAGE_EXAMPLE_POKE_SECONDS", "60"))
+#: Seconds between balance polls (the demo and the tests shorten it with a cluster policy).
+POKE_SECONDS = 60
 WAIT_TIMEOUT_SECONDS = 2 * 60 * 60
 
 ACCOUNTS = [

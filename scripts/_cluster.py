@@ -57,7 +57,8 @@ CA_PATH = HOME / "sandbox" / "ca.pem"
 PG_CLUSTER = "postage"
 HOSTNAME = socket.gethostname()
 
-#: Seconds between the example DAGs' balance polls (they read POSTAGE_EXAMPLE_POKE_SECONDS).
+#: Seconds between the example DAGs' balance polls: the cluster policy scripts/airflow_local_settings.py
+#: (on every cluster process's PYTHONPATH) reads it from POSTAGE_POLL_SECONDS.
 POKE_SECONDS = 1
 #: A triggerer whose heartbeat is older than this is dead: its triggers go to the other one.
 TRIGGERER_HEALTH_CHECK_THRESHOLD = 8
@@ -199,7 +200,7 @@ def airflow_env(process: str = "cli") -> dict[str, str]:
         PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         PYTHONPATH=str(ROOT / "scripts"),
         POSTAGE_CLUSTER_PROCESS=process,
-        POSTAGE_EXAMPLE_POKE_SECONDS=str(POKE_SECONDS),
+        POSTAGE_POLL_SECONDS=str(POKE_SECONDS),
     )
     return env
 

@@ -13,12 +13,13 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.exceptions import AirflowProviderDeprecationWarning
-from airflow.providers.common.compat.sdk import BaseHook, mask_secret
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_postage import _conditions, _drivers, _shared_reads
 from airflow_provider_postage._funding import FundingLimits
 from airflow_provider_postage._transport import DEFAULT_TIMEOUT, asend, new_session, send
 from airflow_provider_postage.hooks._forms import legacy_form_widgets, legacy_ui_behaviour
+from airflow_provider_postage.hooks._masking import mask_all, parse_extra, secrets_to_mask
 from airflow_provider_postage.protocol.errors import PostageConfigError, PostageError
 from airflow_provider_postage.protocol.flow import purchase_key
 from airflow_provider_postage.protocol.http import HttpRequest, HttpResponse, is_plain_http
@@ -128,19 +129,14 @@ class PostageHook(BaseHook, ABC):
                     "conn_type",
                     f"connection {self.postage_conn_id!r} is of type {conn.conn_type!r}, not {self.conn_type!r}",
                 )
-            self.use_connection(
-                ConnectionFields(conn.login, conn.password, conn.host, dict(conn.extra_dejson), conn.port, conn.schema)
-            )
+            extra = parse_extra(conn.extra)
+            mask_all(secrets_to_mask(conn.password, extra, self.service.secret_extras))
+            self.use_connection(ConnectionFields(conn.login, conn.password, conn.host, extra, conn.port, conn.schema))
         return self._settings
 
     def use_connection(self, fields: ConnectionFields) -> None:
-        """Take a connection already read (the triggers read theirs without blocking the loop)."""
-        if fields.password:
-            mask_secret(fields.password)
-        for name in self.service.secret_extras:
-            value = fields.extra.get(name) or fields.extra.get(f"extra__{self.conn_type}__{name}")
-            if value:
-                mask_secret(str(value))
+        """Take a connection already read, its secrets already masked (the triggers read and mask theirs
+        without blocking the loop: :func:`~airflow_provider_postage.hooks.postage.aget_postage_hook`)."""
         settings = self.service.settings(fields)
         if self.account:
             settings = self.service.for_account(settings, self.account)

@@ -13,9 +13,11 @@ from typing import Any
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_postage import registry
+from airflow_provider_postage.hooks._masking import amask_all, parse_extra, secrets_to_mask
 from airflow_provider_postage.hooks.base import PostageHook
 from airflow_provider_postage.hooks.click2mail import Click2MailHook
 from airflow_provider_postage.hooks.pitney_bowes import PitneyBowesHook
+from airflow_provider_postage.protocol.errors import PostageError
 from airflow_provider_postage.services.base import ConnectionFields, PostageService
 
 __all__ = ["Click2MailHook", "PitneyBowesHook", "PostageHook", "aget_postage_hook", "get_postage_hook", "hook_class"]
@@ -73,8 +75,13 @@ async def _connection_fields(conn_id: str) -> tuple[str | None, ConnectionFields
 
 
 async def _read_connection(conn_id: str) -> tuple[str | None, ConnectionFields]:
-    from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+    from airflow.providers.common.compat.connection import get_async_connection
 
     conn = await get_async_connection(conn_id)
-    extra = await get_async_extra_dejson(conn)
+    extra = parse_extra(conn.extra)
+    try:
+        secret_extras = registry.service_for(conn.conn_type, conn_id).secret_extras
+    except PostageError:  # not a postage connection: aget_postage_hook says so; mask by key meanwhile
+        secret_extras = ()
+    await amask_all(secrets_to_mask(conn.password, extra, secret_extras))
     return conn.conn_type, ConnectionFields(conn.login, conn.password, conn.host, extra, conn.port, conn.schema)

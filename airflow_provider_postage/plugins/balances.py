@@ -61,9 +61,11 @@ def postage_conn_types() -> list[str]:
 
 
 def _from_orm(conn: Any, source: str) -> PostageConnection:
+    from airflow_provider_postage.hooks._masking import parse_extra
+
     try:
-        extra = dict(conn.extra_dejson)
-    except Exception:  # an unreadable extra: the service's settings() names what is missing
+        extra = parse_extra(conn.extra)
+    except PostageError:  # an unreadable extra: the service's settings() names what is missing
         extra = {}
     return PostageConnection(
         conn.conn_id, conn.conn_type, conn.login, conn.password, conn.host, extra, conn.port, conn.schema, source
@@ -246,6 +248,7 @@ def read_request(conn: PostageConnection) -> ReadRequest:
 
 
 def _prepare(conn: PostageConnection) -> ReadRequest:
+    from airflow_provider_postage.hooks._masking import mask_all, secrets_to_mask
     from airflow_provider_postage.hooks.postage import hook_class
     from airflow_provider_postage.services.base import ConnectionFields
 
@@ -253,6 +256,7 @@ def _prepare(conn: PostageConnection) -> ReadRequest:
     try:
         service = registry.service_for(conn.conn_type, conn.conn_id)
         hook = hook_class(service)(conn.conn_id, timeout=READ_TIMEOUT, max_attempts=READ_ATTEMPTS)
+        mask_all(secrets_to_mask(conn.password, dict(conn.extra), service.secret_extras))
         hook.use_connection(ConnectionFields(conn.login, conn.password, conn.host, conn.extra, conn.port, conn.schema))
         key = f"{conn.conn_type}:{service.account_key(hook.settings)}"
     except Exception as error:

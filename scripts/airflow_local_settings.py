@@ -1,0 +1,40 @@
+"""Cluster policies of the demo, the e2e test and the local cluster: balances are polled every
+``POSTAGE_POLL_SECONDS`` (1 s unless set) instead of the example DAGs' minute, so that a run ends in
+seconds and the example DAGs stay as a deployment would copy them.
+
+``scripts/demo``, ``tests/e2e`` and ``scripts/cluster`` copy this file into ``$AIRFLOW_HOME/config/``,
+where every Airflow process finds it. A deployment can tune its poll intervals the same way, without
+editing DAG files (https://airflow.apache.org/docs/apache-airflow/stable/administration-and-deployment/cluster-policies.html).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+POLL_SECONDS = float(os.environ.get("POSTAGE_POLL_SECONDS", "1"))
+
+
+def task_policy(task: Any) -> None:
+    """Balance sensors, mapped or not, poll every ``POLL_SECONDS``."""
+    from airflow_provider_postage.sensors.postage import BalanceThresholdSensor
+
+    if isinstance(task, BalanceThresholdSensor):
+        task.poke_interval = POLL_SECONDS
+    elif isinstance(getattr(task, "operator_class", None), type) and issubclass(
+        task.operator_class, BalanceThresholdSensor
+    ):
+        task.partial_kwargs["poke_interval"] = POLL_SECONDS
+
+
+def dag_policy(dag: Any) -> None:
+    """Low-balance watchers on the DAG's assets (Airflow 3) poll every ``POLL_SECONDS``."""
+    from airflow_provider_postage.triggers.postage import LowBalanceEventTrigger
+
+    pending = [getattr(dag.timetable, "asset_condition", None)]
+    while pending:
+        item = pending.pop()
+        pending.extend(getattr(item, "objects", None) or [])  # an all/any condition of assets
+        for watcher in getattr(item, "watchers", None) or []:
+            if isinstance(watcher.trigger, LowBalanceEventTrigger):
+                watcher.trigger.poke_interval = POLL_SECONDS
