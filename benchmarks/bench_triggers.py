@@ -21,12 +21,20 @@ The triggers watch ``--accounts`` accounts between them (default 10: many deferr
 few accounts; ``0``: an account, hence a connection, each). Polls are counted the same way for both
 (each trigger sleeps ``poke_interval`` after a poll); the sandbox counts the HTTP requests.
 
+With ``--spread`` the triggers start one every ``poke / N`` seconds over one poke interval (as deferred
+sensors arrive over time) instead of back to back; with ``--accounts 1`` they all watch one account,
+and the sandbox's count of balance requests per poke interval shows how many polls share one request.
+With ``--gc-freeze created`` (or ``startup``), ``gc.freeze()`` runs once the triggers are created (or
+after the warm-up): what a triggerer's operator could do; Airflow's own triggerer does not.
+
 Measured in this process: CPU seconds (``time.process_time``, all threads) per poll in the steady
 state (the window's CPU, less what the idle harness used per second before the triggers, over the
 polls in it); peak RSS growth over the pre-trigger baseline, per trigger; the event loop's longest block
 (a monitor task sleeps 10 ms and records how late it wakes; also bounded by the loop thread's CPU time,
-which excludes time the OS gave to other processes). Also the share of scheduled polls that happened,
-the sandbox's CPU share and the kernel's listen-queue overflows, to show whether the sandbox kept up.
+which excludes time the OS gave to other processes), split into the garbage collector's pauses inside it
+(``gc.callbacks``) and the rest, with the long blocks and pauses and their times. Also the share of
+scheduled polls that happened, the sandbox's CPU share and the kernel's listen-queue overflows, to show
+whether the sandbox kept up.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import asyncio
 import gc
 import itertools
 import json
+import math
 import os
 import statistics
 import sys
@@ -60,20 +69,58 @@ from _common import (
 )
 
 
+class GcPauses:
+    """Python's garbage collector stops the loop too: record how long each collection took, keep a running
+    total (so a loop block can be split into GC and the rest) and the long ones with their times."""
+
+    LONG = 0.01  # pauses kept with their timestamps
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.total = 0.0  # seconds spent in collections so far, never reset
+        self.reset()
+        self._start = 0.0
+        gc.callbacks.append(self.callback)
+
+    def reset(self) -> None:
+        self.max_pause = 0.0
+        self.full_collections = 0
+        self.long: list[tuple[float, float, int]] = []  # (start since t0, seconds, generation)
+
+    def callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            pause = time.perf_counter() - self._start
+            self.total += pause
+            self.max_pause = max(self.max_pause, pause)
+            self.full_collections += info.get("generation") == 2
+            if pause >= self.LONG:
+                self.long.append((round(self._start - self.t0, 3), round(pause, 4), info.get("generation", -1)))
+
+
 class LagMonitor:
     """How late a 10 ms sleep wakes up: the longest stretch the loop ran without coming back to it.
 
     ``max_lag`` is wall time. On a shared machine part of it can be the OS running other processes,
     so ``max_cpu_lag`` also bounds each overshoot by the CPU time the loop's thread used meanwhile:
-    a block that the triggers' code caused shows in both."""
+    a block that the triggers' code caused shows in both. Each block is also split into the garbage
+    collector's pauses inside it and the rest (``max_own_lag``: what the code running on the loop
+    took, the collector's pauses left out); blocks over 50 ms are kept with their times."""
 
-    def __init__(self) -> None:
+    LONG = 0.05
+
+    def __init__(self, gcp: GcPauses) -> None:
+        self.gcp = gcp
         self.reset()
         self.last_wake = time.perf_counter()
 
     def reset(self) -> None:
-        self.max_lag = self.max_cpu_lag = 0.0
-        self.over_02 = self.cpu_over_02 = 0
+        self.max_lag = self.max_cpu_lag = self.max_own_lag = self.max_own_cpu_lag = 0.0
+        self.max_lag_gc = 0.0  # GC seconds inside the longest block
+        self.max_gc_free_lag = 0.0  # the longest block with no collection at all inside
+        self.over_02 = self.cpu_over_02 = self.own_over_02 = 0
+        self.long: list[tuple[float, float, float, float]] = []  # (start since t0, block, of which GC, CPU)
 
     def snapshot(self) -> tuple[float, float]:
         """The maxima so far, counting a block still in progress (the loop may be stuck right now)."""
@@ -82,35 +129,40 @@ class LagMonitor:
 
     async def run(self) -> None:
         while True:
-            start, cpu_start = time.perf_counter(), time.thread_time()
+            start, cpu_start, gc_start = time.perf_counter(), time.thread_time(), self.gcp.total
             self.last_wake = start
             await asyncio.sleep(0.01)
             lag = time.perf_counter() - start - 0.01
             cpu_lag = max(0.0, min(lag, time.thread_time() - cpu_start - 0.01))
-            self.max_lag = max(self.max_lag, lag)
+            in_gc = self.gcp.total - gc_start
+            own = max(0.0, lag - in_gc)
+            own_cpu = max(0.0, min(own, cpu_lag - in_gc))
+            if lag > self.max_lag:
+                self.max_lag, self.max_lag_gc = lag, min(lag, in_gc)
+            if in_gc == 0.0:
+                self.max_gc_free_lag = max(self.max_gc_free_lag, lag)
             self.max_cpu_lag = max(self.max_cpu_lag, cpu_lag)
+            self.max_own_lag = max(self.max_own_lag, own)
+            self.max_own_cpu_lag = max(self.max_own_cpu_lag, own_cpu)
             self.over_02 += lag > 0.2
             self.cpu_over_02 += cpu_lag > 0.2
+            self.own_over_02 += own > 0.2
+            if lag >= self.LONG:
+                self.long.append(
+                    (round(start + 0.01 - self.gcp.t0, 3), round(lag, 4), round(in_gc, 4), round(cpu_lag, 4))
+                )
 
-
-class GcPauses:
-    """Python's garbage collector stops the loop too: record how long each collection took."""
-
-    def __init__(self) -> None:
-        self.reset()
-        self._start = 0.0
-        gc.callbacks.append(self.callback)
-
-    def reset(self) -> None:
-        self.max_pause = 0.0
-        self.full_collections = 0
-
-    def callback(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._start = time.perf_counter()
-        else:
-            self.max_pause = max(self.max_pause, time.perf_counter() - self._start)
-            self.full_collections += info.get("generation") == 2
+    def figures(self) -> dict:
+        return {
+            "max_lag_s": self.max_lag,
+            "max_lag_gc_s": self.max_lag_gc,
+            "max_cpu_lag_s": self.max_cpu_lag,
+            "max_own_lag_s": self.max_own_lag,
+            "max_own_cpu_lag_s": self.max_own_cpu_lag,
+            "max_gc_free_lag_s": self.max_gc_free_lag,
+            "own_over_0_2s": self.own_over_02,
+            "long_blocks": sorted(self.long, key=lambda b: -b[1])[:10],
+        }
 
 
 def counters(url: str) -> dict:
@@ -220,15 +272,20 @@ class Sampler(threading.Thread):
         s1 = self.sample()
         startup_lag, startup_cpu_lag = self.monitor.snapshot()
         startup_gc = self.gcp.max_pause
+        startup_blocks, startup_gc_long = self.monitor.figures(), list(self.gcp.long)
         self.monitor.reset()
         self.gcp.reset()
-        slices = [s1]
-        end = s1["wall"] + args.rounds * args.poke
-        while (left := end - time.perf_counter()) > 0.05:
-            time.sleep(min(1.0, left))
+        # Samples about a second apart, on a grid that puts one on every poke-interval boundary.
+        per_poke = math.ceil(args.poke)
+        slices, boundaries = [s1], [s1]
+        for j in range(1, args.rounds * per_poke + 1):
+            time.sleep(max(0.0, s1["wall"] + j * args.poke / per_poke - time.perf_counter()))
             slices.append(self.sample())
+            if j % per_poke == 0:
+                boundaries.append(slices[-1])
         s2 = slices[-1]
         steady_lag, steady_cpu_lag = self.monitor.snapshot()
+        steady_blocks = self.monitor.figures()
         peak = peak_rss_bytes()
 
         idle = state["idle_cpu_per_s"]  # the harness's own CPU (monitor, sampler) with no trigger running
@@ -241,6 +298,13 @@ class Sampler(threading.Thread):
         wall = s2["wall"] - s1["wall"]
         ideal = args.n * wall / args.poke
         events = state["events"]
+        # Balance requests per poke interval, as the sandbox counted them: the window's mean, and the count in
+        # each measured interval (samples on the interval boundaries).
+        per_interval = (s2["requests"] - s1["requests"]) / (wall / args.poke) if wall else None
+        interval_counts = [b["requests"] - a["requests"] for a, b in itertools.pairwise(boundaries)]
+        # The longest block split into the collector's share and the rest (whole run).
+        own = max(startup_blocks["max_own_lag_s"], steady_blocks["max_own_lag_s"])
+        longest = startup_blocks if startup_blocks["max_lag_s"] >= steady_blocks["max_lag_s"] else steady_blocks
         result = {
             "impl": args.impl,
             "n": args.n,
@@ -250,6 +314,10 @@ class Sampler(threading.Thread):
             "created": state.get("created", 0),
             "create_s": state.get("create_s", created_s),
             "accounts": args.accounts or args.n,
+            "spread_starts": args.spread,
+            "gc_freeze": args.gc_freeze,
+            "requests_per_interval": per_interval,
+            "requests_in_each_interval": interval_counts,
             "startup_polls": s1["polls"] - s0["polls"],
             "startup_cpu_s": s1["cpu"] - s0["cpu"],
             "steady_polls": polls,
@@ -272,6 +340,18 @@ class Sampler(threading.Thread):
             "steady_blocks_over_0_2s": self.monitor.over_02,
             "max_gc_pause_s": max(startup_gc, self.gcp.max_pause),
             "steady_max_gc_pause_s": self.gcp.max_pause,
+            "startup_max_gc_pause_s": startup_gc,
+            "max_own_block_s": own,
+            "max_own_block_cpu_s": max(startup_blocks["max_own_cpu_lag_s"], steady_blocks["max_own_cpu_lag_s"]),
+            "max_block_gc_share_s": longest["max_lag_gc_s"],
+            "max_gc_free_block_s": max(startup_blocks["max_gc_free_lag_s"], steady_blocks["max_gc_free_lag_s"]),
+            "own_blocks_over_0_2s": startup_blocks["own_over_0_2s"] + steady_blocks["own_over_0_2s"],
+            "startup_blocks": startup_blocks,
+            "steady_blocks": steady_blocks,
+            "gc_tracked_objects_before": state["tracked0"],
+            "gc_tracked_objects_after": len(gc.get_objects()),
+            "gc_frozen_objects": gc.get_freeze_count(),
+            "long_gc_pauses": sorted(startup_gc_long + self.gcp.long, key=lambda g: -g[1])[:10],
             "steady_full_collections": self.gcp.full_collections,
             "sandbox_cpu_share_steady": (s2["sandbox_cpu"] - s1["sandbox_cpu"]) / wall,
             "sandbox_cpu_share_startup": (s1["sandbox_cpu"] - s0["sandbox_cpu"]) / (s1["wall"] - s0["wall"]),
@@ -309,8 +389,10 @@ async def main(args: argparse.Namespace) -> None:
         raise RuntimeError(f"the warm-up trigger fired: {events}")
 
     gc.collect()
-    gcp = GcPauses()
-    monitor = LagMonitor()
+    if args.gc_freeze == "startup":  # after the triggerer's start-up (imports, shared client, token)
+        gc.freeze()
+    gcp = GcPauses(time.perf_counter())
+    monitor = LagMonitor(gcp)
     asyncio.create_task(monitor.run())  # noqa: RUF006 - lives until os._exit
     await asyncio.sleep(0.05)
     idle0 = time.process_time()
@@ -322,6 +404,7 @@ async def main(args: argparse.Namespace) -> None:
     state: dict = {
         "events": events,
         "rss0": rss_bytes(),
+        "tracked0": len(gc.get_objects()),  # what a full collection walks, before the triggers
         "overflows0": listen_overflows(),
         "tokens_before_warmup": first["tokens_issued"],
         "warmup_start": warmup_start,
@@ -332,13 +415,18 @@ async def main(args: argparse.Namespace) -> None:
     sampler.start()
 
     tasks = []
-    for factory in factories:  # TriggerRunner.create_triggers
+    first_start = time.perf_counter()
+    for i, factory in enumerate(factories):  # TriggerRunner.create_triggers
+        if args.spread:  # deferred sensors arrive over time: trigger i starts i/N of an interval in
+            await asyncio.sleep(max(0.0, first_start + i * args.poke / args.n - time.perf_counter()))
         await asyncio.sleep(0)
         trigger = factory()
         await asyncio.sleep(0)
         tasks.append(asyncio.create_task(run_trigger(trigger, events)))
         state["created"] = len(tasks)
     state["create_s"] = time.perf_counter() - state["s0"]["wall"]
+    if args.gc_freeze == "created":  # what an operator could do once the triggerer holds its triggers
+        gc.freeze()
     created.set()
     await asyncio.sleep(3600)  # the sampler ends the process
 
@@ -351,6 +439,10 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--accounts", type=int, default=10, help="accounts the triggers share; 0: one each")
     parser.add_argument("--create-timeout", type=float, default=45)
+    parser.add_argument("--spread", action="store_true", help="start the triggers spread over one poke interval")
+    parser.add_argument(
+        "--gc-freeze", choices=("no", "startup", "created"), default="no", help="gc.freeze() after start-up or creation"
+    )
     parser.add_argument("--url", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--sandbox-pid", type=int, required=True)

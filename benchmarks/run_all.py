@@ -25,6 +25,9 @@ POKE = 5.0  # seconds between polls of one trigger, at every N
 ROUNDS = 2  # steady-state poke intervals measured
 SHARED_ACCOUNTS = 10
 DISTINCT_SIZES = (100, 1000)  # one account (connection) per trigger, ours only
+SPREAD_SIZES = (10, 100, 1000)  # N waiters on one account, starts spread over one interval, ours only
+SPREAD_ROUNDS = 4  # intervals measured for the spread runs
+GC_FREEZE_SIZE = 5000  # ours again with gc.freeze() after start-up, and once the triggers are created
 TOKEN_TTL = 4  # seconds: the simulated day's token lifetime
 
 
@@ -92,10 +95,15 @@ def trigger_run(sandbox: Sandbox, env: dict, token: str, impl: str, n: int, **ex
         "--sandbox-pid", str(sandbox.proc.pid),
         "--token", token,
     ]  # fmt: skip
+    if extra.get("spread"):
+        args.append("--spread")
+    if extra.get("gc_freeze"):
+        args += ["--gc-freeze", str(extra["gc_freeze"])]
     started = time.perf_counter()
     result = run_script(args, env=env, timeout=240)
     accounts = extra.get("accounts", SHARED_ACCOUNTS)
-    log(f"  triggers {impl} N={n} accounts={accounts}: {time.perf_counter() - started:.0f} s")
+    how = "".join(f" {k}={extra[k]}" for k in ("spread", "gc_freeze") if extra.get(k))
+    log(f"  triggers {impl} N={n} accounts={accounts}{how}: {time.perf_counter() - started:.0f} s")
     return result  # type: ignore[return-value]
 
 
@@ -141,6 +149,10 @@ def main() -> None:
                     runs.append(trigger_run(sandbox, env, token, impl, n))
             for n in DISTINCT_SIZES:
                 runs.append(trigger_run(sandbox, env, token, "ours", n, accounts=0, create_timeout=10))
+            for when in ("created", "startup"):
+                runs.append(trigger_run(sandbox, env, token, "ours", GC_FREEZE_SIZE, gc_freeze=when))
+            for n in SPREAD_SIZES:
+                runs.append(trigger_run(sandbox, env, token, "ours", n, accounts=1, spread=True, rounds=SPREAD_ROUNDS))
         results["triggers"] = runs
 
     results["total_s"] = time.perf_counter() - started
