@@ -151,3 +151,41 @@ class Cluster:
         else:
             host = self.ops.airflow_hostname(name)
             wait_until(lambda: host in self.ops.alive_jobs(self.api), 120, f"{name} to heartbeat")
+
+    # --- asset watchers (Airflow 3.3) ---
+    def watcher(self, asset_name: str) -> tuple[int, int | None] | None:
+        """The trigger watching an asset: its id and the TriggererJob id running it (None: unassigned)."""
+        rows = self.sql(
+            "SELECT t.id, t.triggerer_id FROM trigger t JOIN asset_watcher w ON w.trigger_id = t.id "
+            "JOIN asset a ON a.id = w.asset_id WHERE a.name = %s",
+            asset_name,
+        )
+        return (int(rows[0][0]), rows[0][1]) if rows else None
+
+    def asset_state(self, asset_name: str, key: str) -> Any:
+        """A value of the asset's ``asset_state_store`` (JSON-decoded); None when it has none."""
+        import json
+
+        rows = self.sql(
+            "SELECT s.value FROM asset_state_store s JOIN asset a ON a.id = s.asset_id "
+            "WHERE a.name = %s AND s.key = %s",
+            asset_name,
+            key,
+        )
+        return json.loads(rows[0][0]) if rows else None
+
+    def asset_events(self, asset_name: str) -> int:
+        rows = self.sql(
+            "SELECT count(*) FROM asset_event e JOIN asset a ON a.id = e.asset_id WHERE a.name = %s", asset_name
+        )
+        return int(rows[0][0])
+
+    def triggerer_name(self, job_id: int) -> str:
+        """The cluster process (``triggerer-1``, ``triggerer-2``) of a TriggererJob."""
+        rows = self.sql("SELECT hostname FROM job WHERE id = %s AND job_type = 'TriggererJob'", job_id)
+        assert rows, f"no TriggererJob {job_id}"
+        return str(rows[0][0]).split(".", 1)[0]
+
+    def heartbeating(self, name: str) -> bool:
+        """A scheduler, DAG processor or triggerer of the cluster has a live job."""
+        return self.ops.airflow_hostname(name) in self.ops.alive_jobs(self.api)

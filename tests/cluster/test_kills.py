@@ -1,5 +1,6 @@
 """Losing a machine's worth of process on the cluster: a Celery worker SIGKILLed while purchases are in
-flight, a triggerer SIGKILLed under 200 deferred sensors. Both report measured numbers (MEASURED)."""
+flight, a triggerer SIGKILLed under 200 deferred sensors, and under a low-balance asset watcher (twice:
+while the balance stays low, and while it falls). Each reports measured numbers (MEASURED)."""
 
 from __future__ import annotations
 
@@ -200,3 +201,140 @@ def test_triggerer_killed_under_200_deferred_sensors(cluster: Cluster) -> None:
 def _set_balances(cluster: Cluster, conn_ids: list[str], amount: str) -> None:
     with ThreadPoolExecutor(max_workers=10) as pool:
         list(pool.map(lambda conn_id: cluster.set_balance(conn_id, amount), conn_ids))
+
+
+#: The low-balance watcher DAG (tests/cluster/dags/postage_cluster_low_balance_watch.py) and its asset.
+WATCH_DAG = "postage_cluster_low_balance_watch"
+ARMED = "postage_armed"  # LowBalanceEventTrigger's key in the asset's asset_state_store
+
+
+def _watch_dag_constant(cluster: Cluster, name: str) -> str:
+    dag_file = cluster.ops.DAG_BUNDLES["cluster_checks"] / f"{WATCH_DAG}.py"
+    found = re.search(rf'^{name} = "?([^"\n]+)"?$', dag_file.read_text(), re.MULTILINE)
+    assert found, name
+    return found.group(1)
+
+
+def _credit_reads(cluster: Cluster) -> int:
+    return int(cluster.counters()["requests"]["c2m_credit"])
+
+
+def test_triggerer_killed_under_a_low_balance_watcher_fires_once_per_fall(cluster: Cluster) -> None:
+    """Issue 11: the watcher's armed/fired edge lives in the asset's ``asset_state_store``, not in the
+    triggerer's memory. The balance falls (one run); the triggerer running the watcher is SIGKILLed while
+    the balance stays low: the other triggerer re-creates the trigger (its ``triggerer_id`` changes) and
+    polls the low balance several times: no second run. The balance comes back (re-armed, stored); the
+    triggerer now running the watcher (the first one, restarted meanwhile) is SIGKILLed and the balance
+    falls before the watcher is back: exactly one run."""
+    conn_id = _watch_dag_constant(cluster, "CONN_ID")
+    poke = float(_watch_dag_constant(cluster, "POKE_SECONDS"))
+    asset = f"{conn_id}_low_balance_watch"
+    threshold = cluster.ops.TRIGGERER_HEALTH_CHECK_THRESHOLD
+    cluster.set_balance(conn_id, "100.00")
+    known = {run["dag_run_id"] for run in cluster.runs(WATCH_DAG)}
+    events = cluster.asset_events(asset)
+    killed: list[str] = []
+
+    def new_runs() -> list[dict[str, Any]]:
+        return [run for run in cluster.runs(WATCH_DAG) if run["dag_run_id"] not in known]
+
+    def settled() -> tuple[int, int] | None:
+        """The watcher on one triggerer, polling: the same assignment over two polls, and two reads."""
+        before, reads = cluster.watcher(asset), _credit_reads(cluster)
+        if not before or before[1] is None:
+            return None
+        time.sleep(2 * poke + 0.5)
+        after = cluster.watcher(asset)
+        return (before[0], before[1]) if after == before and _credit_reads(cluster) - reads >= 2 else None
+
+    def moved_from(job: int) -> tuple[int, int] | None:
+        now = cluster.watcher(asset)
+        return (now[0], now[1]) if now and now[1] is not None and now[1] != job else None
+
+    def log_size(name: str) -> int:
+        return cluster.ops.log_path(name).stat().st_size
+
+    def started_since(name: str, offset: int, trigger_id: int) -> bool:
+        with open(cluster.ops.log_path(name), "rb") as log:
+            log.seek(offset)
+            return f"trigger ID {trigger_id} starting".encode() in log.read()
+
+    began = time.monotonic()
+    cluster.set_paused(WATCH_DAG, False)
+    try:
+        trigger_id, holder = wait_until(settled, 120, "the watcher polling on a triggerer", 0.2)
+        watching = time.monotonic() - began
+        assert new_runs() == []  # 100.00: above the threshold, armed
+
+        # The fall: one run, the fired state stored.
+        cluster.set_balance(conn_id, "30.00")
+        fell = time.monotonic()
+        wait_until(new_runs, 60, "the run of the fall", 0.2)
+        first_run = time.monotonic() - fell
+        assert cluster.asset_state(asset, ARMED) is False
+
+        # 1. The triggerer running the watcher dies while the balance stays low; the other takes it over.
+        victim = cluster.triggerer_name(holder)
+        others = [name for name in cluster.ops.PROCESSES if name.startswith("triggerer-") and name != victim]
+        offsets = {name: log_size(name) for name in others}
+        _kill(cluster, victim)
+        killed.append(victim)
+        killed_at = time.monotonic()
+        cluster.ops.start(victim)  # back as scripts/cluster up would start it; the watcher has moved by then
+        new_trigger, taker = wait_until(lambda: moved_from(holder), 60, "the watcher to move", 0.2)
+        moved = time.monotonic() - killed_at
+        taker_name = cluster.triggerer_name(taker)
+        reads = _credit_reads(cluster)
+        wait_until(lambda: _credit_reads(cluster) - reads >= 4, 60, "four polls after the restart", 0.2)
+        time.sleep(2)  # an event of the last poll would be in asset_event by now, and a run follows it
+        polled = _credit_reads(cluster) - reads
+        window = time.monotonic() - killed_at
+        recreated = {name for name in others if started_since(name, offsets[name], new_trigger)}
+        runs_while_low = new_runs()
+        assert recreated, f"no triggerer log shows trigger {new_trigger} starting after the kill"
+        assert len(runs_while_low) == 1, f"runs while low: {[run['run_after'] for run in runs_while_low]}"
+        assert cluster.asset_events(asset) == events + 1
+        assert cluster.asset_state(asset, ARMED) is False
+
+        # 2. Back above the threshold (re-armed, stored); the triggerer running the watcher dies and the
+        # balance falls before the watcher is back on a triggerer: exactly one run.
+        wait_until(lambda: cluster.heartbeating(victim), 120, f"{victim} to heartbeat again")
+        killed.remove(victim)
+        cluster.set_balance(conn_id, "100.00")
+        wait_until(lambda: cluster.asset_state(asset, ARMED) is True, 30, "the watcher to re-arm", 0.2)
+        holder2 = cluster.watcher(asset)
+        assert holder2 and holder2[1] is not None
+        victim2 = cluster.triggerer_name(holder2[1])
+        _kill(cluster, victim2)
+        killed.append(victim2)
+        killed2_at = time.monotonic()
+        cluster.set_balance(conn_id, "30.00")
+        _, taker2 = wait_until(lambda: moved_from(holder2[1]), 60, "the watcher to move again", 0.2)
+        moved2 = time.monotonic() - killed2_at
+        wait_until(lambda: len(new_runs()) >= 2, 60, "the run of the fall while the triggerer was down", 0.2)
+        fired2 = time.monotonic() - killed2_at
+        reads = _credit_reads(cluster)
+        wait_until(lambda: _credit_reads(cluster) - reads >= 3, 60, "three polls after that run", 0.2)
+        time.sleep(2)
+        runs = new_runs()
+        taker2_name = cluster.triggerer_name(taker2)
+    finally:
+        cluster.set_paused(WATCH_DAG, True)
+        for name in killed:
+            if cluster.ops.pid_of(name) is None:
+                cluster.restart(name)
+            else:
+                wait_until(lambda name=name: cluster.heartbeating(name), 120, f"{name} to heartbeat")
+    took = time.monotonic() - began
+    MEASURED["triggerer SIGKILL under a low-balance watcher"] = (
+        f"watching {watching:.0f} s after unpausing; fall to run {first_run:.1f} s (poll {poke:.0f} s); "
+        f"{victim} killed while low: trigger {trigger_id} -> {new_trigger} on {taker_name} (job {holder} -> {taker}) "
+        f"after {moved:.1f} s (health-check threshold {threshold} s), {polled} polls of the low balance "
+        f"until {window:.0f} s after the kill, "
+        f"{len(runs_while_low) - 1} second runs; re-armed, {victim2} killed, balance lowered while it was down: "
+        f"watcher on {taker2_name} after {moved2:.1f} s, one run {fired2:.1f} s after the kill, "
+        f"{len(runs) - 2} extra runs; test {took:.0f} s"
+    )
+    assert len(runs) == 2, [run["run_after"] for run in runs]
+    assert cluster.asset_events(asset) == events + 2
+    assert cluster.asset_state(asset, ARMED) is False
