@@ -1,5 +1,5 @@
 """The two drivers that run any flow (``protocol.flow``): :func:`run` with requests for hooks, and
-:func:`arun` with httpx on the triggerer's loop. They hold no API logic: they send what a flow yields,
+:func:`arun` with aiohttp on the triggerer's loop. They hold no API logic: they send what a flow yields,
 answer its token requests from the shared cache, and apply the one retry policy, which depends only on
 the request: a read is retried through transient failures; a request that moves money is resent only
 when it surely never left this machine."""
@@ -10,7 +10,7 @@ import asyncio
 import logging
 import random
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,13 +27,13 @@ from tenacity import (
 )
 
 from airflow_provider_postage._tokens import TOKENS, TokenCache
-from airflow_provider_postage._transport import Verify, ssl_context
+from airflow_provider_postage._transport import Verify, new_async_client
 from airflow_provider_postage.protocol.errors import PostageAPIError, PostageError, PostageTransportError
 from airflow_provider_postage.protocol.flow import Flow, NeedToken, Token
 from airflow_provider_postage.protocol.http import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
-    import httpx
+    import aiohttp
 
 T = TypeVar("T")
 Exchange = Callable[[HttpRequest], HttpResponse]
@@ -193,25 +193,46 @@ async def arun(flow: Flow[T], exchange: AsyncExchange, tokens: TokenCache = TOKE
 
 # --- what one triggerer loop shares ---------------------------------------------------------------------
 
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Verify, httpx.AsyncClient]] = (
-    weakref.WeakKeyDictionary()
-)
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[Verify, tuple[aiohttp.ClientSession, AsyncIterator[None]]]
+] = weakref.WeakKeyDictionary()
 _reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future[Any]]]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def shared_client(verify: Verify = True) -> httpx.AsyncClient:
-    """The loop's one client per TLS setting: thousands of triggers share its connection pool."""
-    import httpx
-
+def shared_client(verify: Verify = True) -> aiohttp.ClientSession:
+    """The loop's one client per TLS setting: thousands of triggers share its connection pool. It is
+    closed, on its loop, when the loop shuts down (``asyncio.run`` and the triggerer close the loop's
+    async generators first: one of them holds the client)."""
     loop = asyncio.get_running_loop()
     clients = _clients.setdefault(loop, {})
-    client = clients.get(verify)
-    if client is None:
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
-        client = clients[verify] = httpx.AsyncClient(trust_env=False, limits=limits, verify=ssl_context(verify))
-    return client
+    entry = clients.get(verify)
+    if entry is None:
+        client = new_async_client(verify)
+        keeper = _closed_at_shutdown(client.close)
+        _start(keeper)
+        entry = clients[verify] = (client, keeper)
+    return entry[0]
+
+
+async def _closed_at_shutdown(close: Callable[[], Awaitable[Any]]) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        await close()
+
+
+def _start(generator: AsyncIterator[None]) -> None:
+    """Run ``generator`` to its first ``yield`` (it awaits nothing before it), which registers it with the
+    running loop's async-generator hooks: ``loop.shutdown_asyncgens()`` then runs its ``finally``."""
+    step = generator.__anext__()
+    try:
+        step.send(None)  # type: ignore[attr-defined]
+    except StopIteration:
+        pass
+    else:  # pragma: no cover - it never suspends before its yield
+        raise RuntimeError("the client keeper suspended before its first yield")
 
 
 async def coalesced(key: str, start: Callable[[], Awaitable[T]], max_age: float = 0.0) -> T:

@@ -1,4 +1,4 @@
-"""The only places bytes move: :func:`send` (requests, for hooks) and :func:`asend` (httpx, for
+"""The only places bytes move: :func:`send` (requests, for hooks) and :func:`asend` (aiohttp, for
 triggers). Both send an :class:`HttpRequest` exactly as built, never follow redirects (credentials stay
 with the configured host), decode compressed replies, cap the reply size, give every request a total
 deadline, and say whether a failed request may have reached the server.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import heapq
 import itertools
 import socket
@@ -26,7 +27,7 @@ from airflow_provider_postage.protocol.errors import PostageTransportError
 from airflow_provider_postage.protocol.http import MAX_RESPONSE_BYTES, HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
-    import httpx
+    import aiohttp
     import requests
 
 #: (connect, read) seconds. No call may hang a worker or the triggerer's loop: each socket operation
@@ -244,61 +245,120 @@ def send(
 # --- async ----------------------------------------------------------------------------------------------
 
 
-def ssl_context(verify: Verify) -> ssl.SSLContext | bool:
-    """What httpx takes for ``verify``: a CA bundle path becomes an SSL context."""
-    if isinstance(verify, str):
-        return ssl.create_default_context(cafile=verify)
-    return verify
+def _async_failure(request: HttpRequest, error: BaseException, wrote: bool, total: float) -> PostageTransportError:
+    """The sync side's wording, and the same rule: sent once the first byte of the request was written."""
+    import aiohttp
+
+    if isinstance(error, aiohttp.ServerTimeoutError):  # connect or read; a TimeoutError too, so first
+        why = "read timeout" if wrote else "connect timeout"
+    elif isinstance(error, asyncio.TimeoutError):  # the total deadline (aiohttp's own timeouts are caught above)
+        why = f"no complete reply within {total:g} s"
+    elif not wrote and isinstance(error, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientConnectorSSLError)):
+        why = _handshake_hint()
+    elif not wrote:
+        why = f"not sent ({type(error).__name__})"
+    else:
+        why = f"connection lost ({type(error).__name__})"
+    return PostageTransportError(f"{_where(request)}: {why}", request_sent=wrote)
+
+
+class _Sent:
+    """Per request: whether aiohttp got as far as writing its headers (set just before the first byte
+    is handed to the connection; the TLS handshake and the connect are over by then)."""
+
+    __slots__ = ("wrote",)
+
+    def __init__(self) -> None:
+        self.wrote = False
+
+
+async def _on_headers_sent(session: Any, context: Any, params: Any) -> None:
+    sent = context.trace_request_ctx
+    if sent is not None:
+        sent.wrote = True
+
+
+def new_async_client(verify: Verify) -> aiohttp.ClientSession:
+    """An aiohttp session for :func:`asend` (one per event loop and TLS setting: see
+    ``_drivers.shared_client``): nothing from the environment, no cookies kept between requests (the
+    session is shared by every connection on the loop), at most 100 connections, replies decoded."""
+    import aiohttp
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_on_headers_sent)
+    trace.freeze()
+    if verify is False:
+        tls: ssl.SSLContext | bool = False
+    elif isinstance(verify, str):
+        tls = ssl.create_default_context(cafile=verify)
+    else:  # the CAs requests (the hooks' side) trusts, so that a hook and its trigger agree
+        import certifi
+
+        tls = ssl.create_default_context(cafile=certifi.where())
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=100, ssl=tls),
+        trust_env=False,
+        auto_decompress=True,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trace_configs=[trace],
+        timeout=aiohttp.ClientTimeout(total=None),
+        skip_auto_headers=("Content-Type",),  # sent as built: no made-up application/octet-stream
+    )
+    # aiohttp resends a PUT or GET once, unasked, when a kept-alive connection turns out dead; a request
+    # that may move money is never resent behind the retry policy's back (tests/test_transport.py checks
+    # the attribute is still there).
+    session._retry_connection = False
+    return session
+
+
+@functools.lru_cache(maxsize=64)
+def _client_timeout(connect: float, read: float) -> Any:
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
 
 
 async def asend(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     request: HttpRequest,
     *,
     timeout: tuple[float, float] = DEFAULT_TIMEOUT,
 ) -> HttpResponse:
-    import httpx
+    """Send ``request`` on a session from :func:`new_async_client`: what :func:`send` does, on the loop.
+
+    aiohttp rather than httpx, by measurement (issue 11, ``benchmarks/bench_clients.py``: HTTPS, gzip,
+    one loop): httpx cost 2 ms of CPU per request with one in flight, 7 ms with 100 and 53 ms with 1,000
+    (its pool scans its queue and connections on every request); aiohttp 0.3 to 0.5 ms at each."""
+    import aiohttp
 
     connect, read = timeout
     total = deadline_of(timeout)
-    wrote = False
-
-    async def trace(event: str, info: dict[str, Any]) -> None:
-        nonlocal wrote
-        if ".send_request_headers." in event:
-            wrote = True
+    sent = _Sent()
 
     async def exchange() -> HttpResponse:
-        async with client.stream(
+        async with client.request(
             request.method,
             request.url,
             headers=dict(request.headers),
-            content=request.body,
-            timeout=httpx.Timeout(read, connect=connect),
-            follow_redirects=False,
-            extensions={"trace": trace},
+            data=request.body,
+            allow_redirects=False,
+            timeout=_client_timeout(float(connect), float(read)),
+            trace_request_ctx=sent,
         ) as reply:
             body = bytearray()
-            async for chunk in reply.aiter_bytes():  # decoded (gzip, deflate, ...) as it arrives
-                body.extend(chunk)
+            async for chunk in reply.content.iter_any():  # decoded (gzip, deflate, ...) as it arrives
+                body += chunk
                 if len(body) > MAX_RESPONSE_BYTES:
                     raise _too_large(request)
-            headers = {name.lower(): value for name, value in reply.headers.items()}
-            return HttpResponse(reply.status_code, headers, bytes(body))
+            headers: dict[str, str] = {}
+            for name, value in reply.headers.items():
+                key = name.lower()
+                headers[key] = f"{headers[key]}, {value}" if key in headers else value
+            return HttpResponse(reply.status, headers, bytes(body))
 
     try:
         return await asyncio.wait_for(exchange(), total)
     except PostageTransportError:
         raise
-    except asyncio.TimeoutError:
-        raise PostageTransportError(
-            f"{_where(request)}: no complete reply within {total:g} s", request_sent=wrote
-        ) from None
-    except (httpx.HTTPError, httpx.InvalidURL, OSError, ValueError) as error:
-        if isinstance(error, httpx.TimeoutException):
-            why = "read timeout" if wrote else "connect timeout"
-        elif not wrote:
-            why = f"not sent ({type(error).__name__})"
-        else:
-            why = f"connection lost ({type(error).__name__})"
-        raise PostageTransportError(f"{_where(request)}: {why}", request_sent=wrote) from None
+    except (aiohttp.ClientError, OSError, ValueError, asyncio.TimeoutError) as error:
+        raise _async_failure(request, error, sent.wrote, total) from None

@@ -543,6 +543,10 @@ def render(r: dict) -> str:
         "budget. Ratios are ours / theirs. The machine is shared: absolute figures vary from run "
         "to run, ratios much less."
     )
+    if r.get("clients"):  # issue 11: the section is bench_clients.py's own
+        from bench_clients import report_section
+
+        out.append("\n" + report_section(r["clients"]))
     return "\n".join(out) + "\n"
 
 

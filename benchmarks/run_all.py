@@ -109,11 +109,11 @@ def trigger_run(sandbox: Sandbox, env: dict, token: str, impl: str, n: int, **ex
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", nargs="*", choices=("tokens", "triggers", "parse", "hook"))
+    parser.add_argument("--only", nargs="*", choices=("tokens", "triggers", "parse", "hook", "clients"))
     parser.add_argument("--out", default=str(HERE / "results.md"))
     parser.add_argument("--setup-seconds", type=float, default=None, help="set by benchmarks/run")
     args = parser.parse_args()
-    only = set(args.only or ("parse", "hook", "tokens", "triggers"))
+    only = set(args.only or ("parse", "hook", "tokens", "triggers", "clients"))
 
     started = time.perf_counter()
     results: dict = {"machine": machine()}
@@ -154,6 +154,9 @@ def main() -> None:
             for n in SPREAD_SIZES:
                 runs.append(trigger_run(sandbox, env, token, "ours", n, accounts=1, spread=True, rounds=SPREAD_ROUNDS))
         results["triggers"] = runs
+    if "clients" in only:
+        log("async HTTP clients: CPU per request at 1, 100 and 1,000 in flight ...")
+        results["clients"] = run_script(["benchmarks/bench_clients.py"], env=env, timeout=900)
 
     results["total_s"] = time.perf_counter() - started
     results["setup_s"] = args.setup_seconds

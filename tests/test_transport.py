@@ -176,3 +176,191 @@ def test_a_hanging_server_cannot_hang_the_hook_or_the_trigger(
 
     with pytest.raises(PostageTransportError, match="read timeout"):
         asyncio.run(read())
+
+
+# --- the async client (aiohttp): sent-or-not decided by the wire, one session per loop -------------------
+
+#: how each wire fault ends an async purchase whose request was delivered (tests/test_fault_matrix.py runs
+#: the same faults through the hooks and operators)
+ASYNC_WIRE_FAULTS: list[tuple[dict[str, Any], str, tuple[float, float]]] = [
+    ({"wire": "tls_alert"}, "connection lost", (5.0, 3.0)),
+    ({"wire": "corrupt_record"}, "connection lost", (5.0, 3.0)),
+    ({"wire": "reset"}, "connection lost", (5.0, 3.0)),
+    ({"wire": "cut_body"}, "connection lost", (5.0, 3.0)),
+    ({"drop": True}, "connection lost", (5.0, 3.0)),
+    ({"wire": "oversize"}, "larger than", (5.0, 3.0)),
+    # a byte every 0.3 s never trips the 0.5 s read timeout: the total deadline (connect + read) ends it
+    ({"wire": "trickle", "trickle_interval": 0.3}, "no complete reply within 1.5 s", (1.0, 0.5)),
+    ({"delay": 2.0}, "read timeout", (5.0, 0.5)),
+]
+
+
+def _purchase(conn_id: str = C2M_CONN_ID) -> tuple[Any, Any]:
+    from decimal import Decimal
+
+    from airflow_provider_postage.protocol import click2mail as c2m
+
+    settings = get_postage_hook(conn_id).settings
+    billing = c2m.validate_billing(settings, today=dt.date.today())
+    return settings, c2m.build_purchase_request(settings, Decimal("20"), billing)
+
+
+def _asend(request: Any, verify: Any, timeout: tuple[float, float] = (1.0, 0.5)) -> Any:
+    from airflow_provider_postage._drivers import shared_client
+
+    async def go() -> Any:
+        return await _transport.asend(shared_client(verify), request, timeout=timeout)
+
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["charged", "not-charged"])
+@pytest.mark.parametrize(
+    ("fault", "message", "timeout"),
+    ASYNC_WIRE_FAULTS,
+    ids=["-".join(map(str, f.values())) for f, *_ in ASYNC_WIRE_FAULTS],
+)
+def test_async_purchase_broken_on_the_wire_counts_as_sent(
+    connections: SandboxState, fault: dict[str, Any], message: str, timeout: tuple[float, float], applied: bool
+) -> None:
+    settings, request = _purchase()
+    connections.inject_fault("c2m_purchase", apply=applied or "trickle" in fault.values(), **fault)
+    with pytest.raises(PostageTransportError, match=message) as caught:
+        _asend(request, settings.verify, timeout)
+    assert caught.value.request_sent is True
+    assert connections.request_count("c2m_purchase") == 1  # never resent by the client on its own
+    for secret in ("4111111111111111", settings.password, "billingCvv"):
+        assert secret not in str(caught.value)
+
+
+def test_async_purchase_that_never_left_counts_as_not_sent(
+    connections: SandboxState, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import socket
+
+    _, request = _purchase()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    refused = request.__class__(request.method, f"http://127.0.0.1:{port}/x", request.headers, request.body, True)
+    with pytest.raises(PostageTransportError, match=r"not sent \(") as caught:
+        _asend(refused, True)
+    assert caught.value.request_sent is False
+
+    # a full accept queue: the connect times out
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    fillers = []
+    for _ in range(8):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(server.getsockname())
+        fillers.append(filler)
+    try:
+        hole = request.__class__(request.method, f"http://127.0.0.1:{server.getsockname()[1]}/x", {}, b"", True)
+        with pytest.raises(PostageTransportError, match="connect timeout") as caught:
+            _asend(hole, True, timeout=(0.3, 0.3))
+        assert caught.value.request_sent is False
+    finally:
+        for filler in fillers:
+            filler.close()
+        server.close()
+
+    # a certificate nobody trusts: refused in the handshake, before a byte of the request
+    with pytest.raises(PostageTransportError, match="TLS handshake failed") as caught:
+        _asend(request, True)
+    assert caught.value.request_sent is False
+    assert connections.request_count("c2m_purchase") == 0
+
+
+def test_async_replies_are_decoded_and_headers_joined(connections: SandboxState) -> None:
+    from airflow_provider_postage.protocol import click2mail as c2m
+
+    settings = get_postage_hook(C2M_CONN_ID).settings
+    reply = _asend(c2m.build_balance_request(settings), settings.verify)
+    assert reply.status == 200 and reply.headers["content-encoding"] == "gzip"
+    assert reply.body.startswith(b"<?xml") or b"<credit" in reply.body  # decoded
+
+
+class Canned(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with ``reply`` (headers, body) and remembers the request headers."""
+
+    seen: list[dict[str, str]]
+    reply: tuple[list[tuple[str, str]], bytes]
+
+    def do_GET(self) -> None:
+        self.seen.append(dict(self.headers))
+        headers, body = self.reply
+        self.send_response(200)
+        for name, value in [*headers, ("Content-Length", str(len(body)))]:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def canned(headers: list[tuple[str, str]], body: bytes) -> tuple[http.server.HTTPServer, str]:
+    Canned.seen, Canned.reply = [], (headers, body)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Canned)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def test_async_client_keeps_no_cookies_and_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loop's client is shared by every connection: nothing one account's replies set may go out
+    with another's requests; proxies from the environment are not used."""
+    from airflow_provider_postage.protocol.http import HttpRequest
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    cookies = [("Set-Cookie", "session=from-the-first-account; Path=/"), ("Set-Cookie", "other=1; Path=/")]
+    server, url = canned(cookies, b"ok")
+    try:
+
+        async def twice() -> Any:
+            from airflow_provider_postage._drivers import shared_client
+
+            first = await _transport.asend(shared_client(True), HttpRequest("GET", url))
+            await _transport.asend(shared_client(True), HttpRequest("GET", url))
+            return first
+
+        first = asyncio.run(twice())
+    finally:
+        server.shutdown()
+    assert first.headers["set-cookie"] == "session=from-the-first-account; Path=/, other=1; Path=/"
+    assert len(Canned.seen) == 2
+    assert not any("Cookie" in headers for headers in Canned.seen)
+
+
+def test_async_client_is_one_per_loop_and_closed_with_it() -> None:
+    from airflow_provider_postage._drivers import shared_client
+
+    async def clients() -> list[Any]:
+        return [shared_client(True), shared_client(True), shared_client(False)]
+
+    first = asyncio.run(clients())
+    second = asyncio.run(clients())
+    assert first[0] is first[1] and first[0] is not first[2]  # one per loop and TLS setting
+    assert second[0] is not first[0]
+    assert all(client.closed for client in first + second)  # closed when asyncio.run shut the loop down
+    # aiohttp resends some requests on its own on a dead kept-alive connection; ours turns that off
+    # through this attribute, so an aiohttp that renamed it must fail here rather than resend a purchase
+    assert first[0]._retry_connection is False
+
+
+def test_async_size_cap_counts_decoded_bytes() -> None:
+    import gzip
+
+    from airflow_provider_postage.protocol.http import HttpRequest
+
+    server, url = canned([("Content-Encoding", "gzip")], gzip.compress(b"\0" * (20 * 1024 * 1024)))  # ~20 KiB
+    try:
+        request = HttpRequest("GET", url)
+        with pytest.raises(PostageTransportError, match="larger than") as caught:
+            _asend(request, True, (5.0, 5.0))
+    finally:
+        server.shutdown()
+    assert caught.value.request_sent is True
