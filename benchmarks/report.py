@@ -82,8 +82,9 @@ def render(r: dict) -> str:
         f"| software | Python {m['python']}, apache-airflow {v['apache-airflow']}, "
         f"airflow-provider-postage {v['airflow-provider-postage']} (commit {m['commit']}), "
         f"apache-airflow-providers-http {v['apache-airflow-providers-http']}, common-compat "
-        f"{v['apache-airflow-providers-common-compat']}, httpx {v['httpx']} / httpcore {v['httpcore']} (ours, "
-        f"async), aiohttp {v['aiohttp']} (theirs, async), requests {v['requests']} (both, sync) |"
+        f"{v['apache-airflow-providers-common-compat']}, aiohttp {v['aiohttp']} (both, async; httpx "
+        f"{v['httpx']} / httpcore {v['httpcore']} only in the clients comparison), "
+        f"requests {v['requests']} (both, sync) |"
     )
     setup = r.get("setup_s")
     total = r["total_s"] + (setup or 0)

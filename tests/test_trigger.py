@@ -1,4 +1,4 @@
-"""BalanceThresholdTrigger driven with asyncio against the sandbox over real HTTP (httpx), as a triggerer
+"""BalanceThresholdTrigger driven with asyncio against the sandbox over real HTTP (aiohttp), as a triggerer
 runs it: many triggers on one event loop, polled until the balance crosses the threshold."""
 
 from __future__ import annotations

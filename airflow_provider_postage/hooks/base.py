@@ -1,6 +1,6 @@
 """The one hook interface over every postage service: read balances (sync and async), buy credit, test
 the connection. A hook is a connection plus a service from the registry; the service's flows do the
-talking, run by the sync driver (requests) or the async one (httpx)."""
+talking, run by the sync driver (requests) or the async one (aiohttp)."""
 
 from __future__ import annotations
 

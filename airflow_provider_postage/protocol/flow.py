@@ -8,7 +8,7 @@ A flow yields
 - a :class:`NeedToken`: the driver answers with a bearer token from the process-wide cache, fetching one
   with the given flow when there is none (or when ``refused`` names the one the API just refused).
 
-and returns its result. The drivers (``_drivers``: requests for hooks, httpx for triggers) hold no API
+and returns its result. The drivers (``_drivers``: requests for hooks, aiohttp for triggers) hold no API
 logic; which requests may be retried is said by each request (``moves_money``) and the shared read policy.
 """
 

@@ -1,5 +1,5 @@
 """What goes over the wire, described as plain data: built by the protocol modules, sent by the hook
-(requests) or the trigger (httpx), parsed back by the protocol modules."""
+(requests) or the trigger (aiohttp), parsed back by the protocol modules."""
 
 from __future__ import annotations
 
