@@ -198,6 +198,39 @@ def _handshake_hint() -> str:
     )
 
 
+@functools.cache
+def _sync_errors() -> tuple[type[BaseException], ...]:
+    """What :func:`send` turns into a PostageTransportError (imported only once something fails)."""
+    import requests
+    from urllib3.exceptions import HTTPError as Urllib3Error
+
+    return (requests.RequestException, Urllib3Error, OSError, ValueError)
+
+
+def _prepare(session: requests.Session, request: HttpRequest) -> requests.PreparedRequest:
+    """What ``session.request`` would send: the session's headers under the request's, its cookies, its
+    hooks; no auth but the request's own header (``trust_env`` is off: no ``.netrc``), no query params.
+
+    Prepared here because ``Session.request`` merges every per-request setting with the session's, and
+    requests (2.34) tests each of these mostly empty settings with a runtime-Protocol ``isinstance``
+    (~7 µs apiece on Python 3.11): seven of them made up a tenth of a balance read's CPU."""
+    import requests
+    from requests.structures import CaseInsensitiveDict
+
+    headers = CaseInsensitiveDict(session.headers)
+    headers.update(request.headers)
+    prepared = requests.PreparedRequest()
+    prepared.prepare(
+        method=request.method,
+        url=request.url,
+        headers=headers,
+        data=request.body,
+        cookies=session.cookies,
+        hooks=session.hooks,
+    )
+    return prepared
+
+
 def send(
     session: requests.Session,
     request: HttpRequest,
@@ -206,36 +239,34 @@ def send(
     verify: Verify = True,
 ) -> HttpResponse:
     """Send ``request`` on a session from :func:`new_session`."""
-    import requests
-    from urllib3.exceptions import HTTPError as Urllib3Error
-
     attempt = _Attempt()
     token = _ATTEMPT.set(attempt)
     total = deadline_of(timeout)
     _WATCHDOG.watch(attempt, time.monotonic() + total)
     try:
-        with session.request(
-            request.method,
-            request.url,
-            headers=dict(request.headers),
-            data=request.body,
+        # The settings Session.request would merge, given as they come out of the merge: the session's
+        # proxies and client certificate (none), the request's stream and verify.
+        with session.send(
+            _prepare(session, request),
             timeout=timeout,
             allow_redirects=False,
             stream=True,
             verify=verify,
+            proxies=session.proxies,
+            cert=session.cert,
         ) as reply:
             # One capped read of the decoded stream: the replies are small, and a chunk loop costs more
             # than the read itself. Decoded, so a compressed bomb is capped too.
             body = reply.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
             if len(body) > MAX_RESPONSE_BYTES:
                 raise _too_large(request)
-            headers = {name.lower(): value for name, value in reply.headers.items()}
+            headers = dict(reply.headers.lower_items())
         if attempt.expired:  # the watchdog cut the reply short: what was read may be a truncated body
             raise PostageTransportError(f"{_where(request)}: no complete reply within {total:g} s", request_sent=True)
         return HttpResponse(reply.status_code, headers, body)
     except PostageTransportError:
         raise
-    except (requests.RequestException, Urllib3Error, OSError, ValueError) as error:
+    except _sync_errors() as error:
         raise _sync_failure(request, error, attempt, total) from None
     finally:
         attempt.finish()

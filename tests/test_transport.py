@@ -364,3 +364,68 @@ def test_async_size_cap_counts_decoded_bytes() -> None:
     finally:
         server.shutdown()
     assert caught.value.request_sent is True
+
+
+# --- sync: the request prepared without Session.request ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "headers", "body"),
+    [
+        ("GET", {"Accept": "application/xml", "Authorization": "Basic ZGVtbzpwdw=="}, None),
+        ("post", {"accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}, b"a=1&b=%C3%A9"),
+    ],
+)
+def test_sync_request_is_prepared_as_session_request_prepares_it(
+    method: str, headers: dict[str, str], body: bytes | None
+) -> None:
+    """send() prepares the request itself (Session.request's merges of empty settings cost a tenth of a
+    read): the same method, URL, headers in the same order (the request's over the session's defaults,
+    case-insensitively), body, cookies and hooks as ``Session.request`` would send."""
+    import requests
+
+    from airflow_provider_postage.protocol.http import HttpRequest
+
+    session = _transport.new_session()
+    session.cookies.set("sticky", "1", domain="api.example.test", path="/")
+    request = HttpRequest(method, "https://api.example.test/molpro/credit", headers, body)
+    ours = _transport._prepare(session, request)
+    theirs = session.prepare_request(
+        requests.Request(method.upper(), request.url, headers=dict(headers), data=body or {}, params={})
+    )
+    assert (ours.method, ours.url, ours.body) == (theirs.method, theirs.url, theirs.body)
+    assert list(ours.headers.items()) == list(theirs.headers.items())
+    assert ours.headers["Cookie"] == "sticky=1"
+    assert ours.hooks == theirs.hooks
+
+
+def test_sync_session_keeps_its_cookies_and_ignores_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hook's session is its own connection's (unlike the loop's shared async client): cookies its replies
+    set go back with its next request, as Session.request did; proxies from the environment are not used;
+    reply headers come back lower-cased, repeated ones joined."""
+    from airflow_provider_postage.protocol.http import HttpRequest
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    server, url = canned([("Set-Cookie", "lb=node-1; Path=/"), ("X-Trace", "a"), ("X-Trace", "b")], b"ok")
+    try:
+        session = _transport.new_session()
+        first = _transport.send(session, HttpRequest("GET", url, {"Accept": "text/plain"}), timeout=(5.0, 5.0))
+        _transport.send(session, HttpRequest("GET", url), timeout=(5.0, 5.0))
+    finally:
+        server.shutdown()
+    assert (first.status, first.body) == (200, b"ok")
+    assert first.headers["x-trace"] == "a, b" and first.headers["set-cookie"] == "lb=node-1; Path=/"
+    assert all(name == name.lower() for name in first.headers)
+    assert Canned.seen[0]["Accept"] == "text/plain" and "Cookie" not in Canned.seen[0]
+    assert Canned.seen[1]["Cookie"] == "lb=node-1"
+
+
+def test_sync_request_refused_locally_counts_as_not_sent() -> None:
+    """A header requests refuses while preparing fails like any transport failure, as never sent."""
+    from airflow_provider_postage.protocol.http import HttpRequest
+
+    request = HttpRequest("POST", "http://127.0.0.1:9/x", {"X-Bad": "a\r\nInjected: 1"}, b"", moves_money=True)
+    with pytest.raises(PostageTransportError, match="refused locally") as caught:
+        _transport.send(_transport.new_session(), request, timeout=(1.0, 1.0))
+    assert caught.value.request_sent is False
