@@ -26,6 +26,7 @@ from tenacity import (
     wait_random,
 )
 
+from airflow_provider_postage._masking import amask_all
 from airflow_provider_postage._tokens import TOKENS, TokenCache
 from airflow_provider_postage._transport import Verify, new_async_client
 from airflow_provider_postage.protocol.errors import PostageAPIError, PostageError, PostageTransportError
@@ -183,7 +184,7 @@ async def arun(flow: Flow[T], exchange: AsyncExchange, tokens: TokenCache = TOKE
 
             async def fetch_token(fetch: Any = effect.fetch) -> Token:
                 token: Token = await arun(fetch(), exchange, tokens)
-                mask_secret(token.access_token)
+                await amask_all([(token.access_token, None)])  # never the blocking call on the loop
                 return token
 
             answer = await tokens.aget(effect.key, fetch_token)
@@ -210,16 +211,19 @@ def shared_client(verify: Verify = True) -> aiohttp.ClientSession:
     entry = clients.get(verify)
     if entry is None:
         client = new_async_client(verify)
-        keeper = _closed_at_shutdown(client.close)
+        keeper = _closed_at_shutdown(client.close, clients, verify)
         _start(keeper)
         entry = clients[verify] = (client, keeper)
     return entry[0]
 
 
-async def _closed_at_shutdown(close: Callable[[], Awaitable[Any]]) -> AsyncIterator[None]:
+async def _closed_at_shutdown(
+    close: Callable[[], Awaitable[Any]], clients: dict[Verify, Any], verify: Verify
+) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        clients.pop(verify, None)  # the entry holds its loop: left in place, the loop would never be freed
         await close()
 
 

@@ -13,7 +13,19 @@ import os
 from pathlib import Path
 from typing import Any
 
-POLL_SECONDS = float(os.environ.get("POSTAGE_POLL_SECONDS", "1"))
+
+def _poll_seconds() -> float:
+    raw = os.environ.get("POSTAGE_POLL_SECONDS", "1")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"POSTAGE_POLL_SECONDS must be a positive number of seconds, got {raw!r}")
+    return seconds
+
+
+POLL_SECONDS = _poll_seconds()
 
 
 def dag_policy(dag: Any) -> None:

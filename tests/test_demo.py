@@ -32,9 +32,5 @@ def test_the_demo_pipeline_runs_clean(tmp_path: Path) -> None:
     text = done.stdout + done.stderr + logs
     assert done.returncode == 0, text[-4000:]
     assert "DAG run: success" in done.stdout and "The wait for funds deferred to the trigger" in done.stdout
-    problems = [
-        line
-        for line in text.splitlines()
-        if re.search(r"\[error|\bERROR\b|Traceback|masking", line)
-    ]
+    problems = [line for line in text.splitlines() if re.search(r"\[error|\bERROR\b|Traceback|masking", line)]
     assert problems == [], problems[:20]

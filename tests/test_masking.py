@@ -9,9 +9,9 @@ import logging
 
 import pytest
 from airflow.providers.common.compat.sdk import redact
-from conftest import AIRFLOW_V3, c2m_connection, conn_uri_env
+from conftest import AIRFLOW_V3, PB_CONN_ID, c2m_connection, conn_uri_env
 
-from airflow_provider_postage.hooks._masking import mask_all, parse_extra, secrets_to_mask
+from airflow_provider_postage._masking import mask_all, parse_extra, secrets_to_mask
 from airflow_provider_postage.hooks.postage import aget_postage_hook, get_postage_hook
 from airflow_provider_postage.protocol.errors import PostageConfigError
 from airflow_provider_postage.sandbox.state import SandboxState
@@ -105,3 +105,39 @@ def test_an_async_read_masks_the_card(connections: SandboxState, monkeypatch: py
 def test_a_broken_extra_is_a_clear_error(raw: str, why: str) -> None:
     with pytest.raises(PostageConfigError, match=why):
         parse_extra(raw)
+
+
+def test_the_async_token_is_masked_without_the_blocking_call(
+    connections: SandboxState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the triggerer's loop the bearer token goes to the masker through ``amask_secret``: the
+    synchronous ``mask_secret`` would need the supervisor's lock the loop may already hold."""
+    from airflow_provider_postage import _drivers
+    from airflow_provider_postage._tokens import TOKENS
+
+    seen = _spy(monkeypatch, _drivers, "amask_all")
+    monkeypatch.setattr(_drivers, "mask_secret", lambda *a, **k: pytest.fail("blocking mask_secret on the loop"))
+    TOKENS.clear()
+
+    async def read() -> None:
+        hook = await aget_postage_hook(PB_CONN_ID)
+        await hook.aget_balances()
+
+    asyncio.run(read())
+    assert len(seen) == 1 and _masked(seen[0])
+
+
+def test_a_loop_leaves_no_client_behind() -> None:
+    from airflow_provider_postage import _drivers
+
+    async def use() -> None:
+        _drivers.shared_client(True)
+
+    for _ in range(3):
+        asyncio.run(use())
+    assert all(not clients for clients in _drivers._clients.values())
+
+
+def test_a_secret_extra_given_as_a_list_is_masked_item_by_item() -> None:
+    pairs = secrets_to_mask(None, {"card_number_secret": [CARD, "x"]}, ["card_number_secret"])
+    assert pairs == [(CARD, None)]

@@ -17,9 +17,9 @@ from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_postage import _conditions, _drivers, _shared_reads
 from airflow_provider_postage._funding import FundingLimits
+from airflow_provider_postage._masking import mask_all, parse_extra, secrets_to_mask
 from airflow_provider_postage._transport import DEFAULT_TIMEOUT, asend, new_session, send
 from airflow_provider_postage.hooks._forms import legacy_form_widgets, legacy_ui_behaviour
-from airflow_provider_postage.hooks._masking import mask_all, parse_extra, secrets_to_mask
 from airflow_provider_postage.protocol.errors import PostageConfigError, PostageError
 from airflow_provider_postage.protocol.flow import purchase_key
 from airflow_provider_postage.protocol.http import HttpRequest, HttpResponse, is_plain_http
@@ -129,8 +129,9 @@ class PostageHook(BaseHook, ABC):
                     "conn_type",
                     f"connection {self.postage_conn_id!r} is of type {conn.conn_type!r}, not {self.conn_type!r}",
                 )
+            mask_all(secrets_to_mask(conn.password, {}, ()))  # before the extra: a broken one raises
             extra = parse_extra(conn.extra)
-            mask_all(secrets_to_mask(conn.password, extra, self.service.secret_extras))
+            mask_all(secrets_to_mask(None, extra, self.service.secret_extras))
             self.use_connection(ConnectionFields(conn.login, conn.password, conn.host, extra, conn.port, conn.schema))
         return self._settings
 

@@ -13,7 +13,7 @@ from typing import Any
 from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_provider_postage import registry
-from airflow_provider_postage.hooks._masking import amask_all, parse_extra, secrets_to_mask
+from airflow_provider_postage._masking import amask_all, parse_extra, secrets_to_mask
 from airflow_provider_postage.hooks.base import PostageHook
 from airflow_provider_postage.hooks.click2mail import Click2MailHook
 from airflow_provider_postage.hooks.pitney_bowes import PitneyBowesHook
@@ -78,10 +78,11 @@ async def _read_connection(conn_id: str) -> tuple[str | None, ConnectionFields]:
     from airflow.providers.common.compat.connection import get_async_connection
 
     conn = await get_async_connection(conn_id)
+    await amask_all(secrets_to_mask(conn.password, {}, ()))  # before the extra: a broken one raises
     extra = parse_extra(conn.extra)
     try:
         secret_extras = registry.service_for(conn.conn_type, conn_id).secret_extras
     except PostageError:  # not a postage connection: aget_postage_hook says so; mask by key meanwhile
         secret_extras = ()
-    await amask_all(secrets_to_mask(conn.password, extra, secret_extras))
+    await amask_all(secrets_to_mask(None, extra, secret_extras))
     return conn.conn_type, ConnectionFields(conn.login, conn.password, conn.host, extra, conn.port, conn.schema)

@@ -61,7 +61,7 @@ def postage_conn_types() -> list[str]:
 
 
 def _from_orm(conn: Any, source: str) -> PostageConnection:
-    from airflow_provider_postage.hooks._masking import parse_extra
+    from airflow_provider_postage._masking import parse_extra
 
     try:
         extra = parse_extra(conn.extra)
@@ -248,7 +248,7 @@ def read_request(conn: PostageConnection) -> ReadRequest:
 
 
 def _prepare(conn: PostageConnection) -> ReadRequest:
-    from airflow_provider_postage.hooks._masking import mask_all, secrets_to_mask
+    from airflow_provider_postage._masking import mask_all, secrets_to_mask
     from airflow_provider_postage.hooks.postage import hook_class
     from airflow_provider_postage.services.base import ConnectionFields
 

@@ -28,7 +28,7 @@ def parse_extra(raw: str | None) -> dict[str, Any]:
         return {}
     try:
         extra = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise PostageConfigError("extra", "is not valid JSON") from None
     if not isinstance(extra, dict):
         raise PostageConfigError("extra", "must be a JSON object")
@@ -66,7 +66,9 @@ def secrets_to_mask(
         pairs.append((password, None))
     for key, value in extra.items():
         bare = key.rsplit("__", 1)[-1] if key.startswith("extra__") else key
-        if bare in named and value not in (None, ""):
+        if bare in named and isinstance(value, (dict, list)):
+            pairs.extend((secret, None) for secret, _ in _walk(value, None, min_length))
+        elif bare in named and value not in (None, ""):
             value = str(value)
             if len(value) >= min_length:
                 pairs.append((value, None))
