@@ -140,4 +140,5 @@ def test_a_loop_leaves_no_client_behind() -> None:
 
 def test_a_secret_extra_given_as_a_list_is_masked_item_by_item() -> None:
     pairs = secrets_to_mask(None, {"card_number_secret": [CARD, "x"]}, ["card_number_secret"])
-    assert pairs == [(CARD, None)]
+    # Airflow 2.11 masks values of any length; Airflow 3 leaves out what is too short to mask
+    assert pairs == ([(CARD, None)] if AIRFLOW_V3 else [(CARD, None), ("x", None)])
